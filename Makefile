@@ -1,0 +1,59 @@
+# One Makefile of entry points, used by developers and CI alike.
+#   make run     set up and serve the bundled example app on http://127.0.0.1:8000
+#   make test    set up and run the whole test suite (what .ci/run calls)
+#   make bench   the benchmark pipeline (bench/README.md)
+
+SHELL := /bin/bash
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Python 3.11 and the newest Python present are both tested.
+PY311 := $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3) $(shell command -v python3.11))
+PYNEW := $(lastword $(shell ls -d $(PYENV_ROOT)/versions/3.1[0-9]*/bin/python3 2>/dev/null | sort -V) $(shell command -v python3))
+PY ?= $(PY311)
+TEST_DEPS := pytest requests flask django falcon
+JOBS ?= 2
+
+.PHONY: run test test-cpp test-py deps venvs bench asan clean format
+
+# Installs libuv (Debian/Ubuntu) when pkg-config cannot find it.
+deps:
+	@pkg-config --exists 'libuv >= 1.40' 2>/dev/null || { \
+	  echo "libuv not found: installing libuv1-dev with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libuv1-dev pkg-config; }
+
+.venv-%/ok: pyproject.toml CMakeLists.txt $(shell find src python -type f) | deps
+	@py=$(if $(filter new,$*),$(PYNEW),$(PY311)); \
+	[ -x .venv-$*/bin/python ] || $$py -m venv .venv-$*; \
+	.venv-$*/bin/python -m pip install -q --upgrade pip && \
+	.venv-$*/bin/python -m pip install -q $(TEST_DEPS) && \
+	.venv-$*/bin/python -m pip install -q . && touch $@
+
+venvs: .venv-311/ok .venv-new/ok
+
+run: .venv-311/ok
+	.venv-311/bin/fulmen --bind 127.0.0.1:8000 examples/hello.py
+
+# C++ unit tests and fuzz-corpus replay, built with ASan and UBSan.
+build/cpp-tests/ok: deps $(shell find src tests/cpp fuzz -type f) CMakeLists.txt
+	cmake -S . -B build/cpp-tests -DFULMEN_BUILD_MODULE=OFF -DFULMEN_BUILD_TESTS=ON -DFULMEN_SANITIZE=ON \
+	  -DFULMEN_WERROR=ON -DCMAKE_BUILD_TYPE=Debug > /dev/null
+	cmake --build build/cpp-tests -j $(JOBS)
+	touch $@
+
+test-cpp: build/cpp-tests/ok
+	cd build/cpp-tests && ctest --output-on-failure
+
+test-py: venvs
+	.venv-311/bin/python -m pytest -q tests
+	.venv-new/bin/python -m pytest -q tests
+
+test: test-cpp test-py
+
+bench: .venv-311/ok
+	.venv-311/bin/python bench/run.py
+
+format:
+	clang-format -i $$(find src tests/cpp fuzz -name '*.cc' -o -name '*.h')
+
+clean:
+	rm -rf build .venv-311 .venv-new

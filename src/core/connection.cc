@@ -1,0 +1,761 @@
+#include "core/connection.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "core/log.h"
+#include "core/response.h"
+#include "core/worker.h"
+
+namespace fulmen {
+namespace {
+
+// Bodies smaller than this are copied into the output buffer; larger ones are
+// queued by reference (see write_body_ref) by the caller's choice.
+constexpr size_t kMaxIov = 64;
+constexpr uint64_t kLingerMs = 2000;
+constexpr size_t kReadChunk = 16384;
+
+uint64_t now_ms(Worker& w) { return uv_now(w.loop()); }
+
+}  // namespace
+
+Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer)
+    : worker_(worker), fd_(fd), listener_(listener), peer_(peer) {
+  poll_.data = this;
+}
+
+Connection::~Connection() {
+  release_output();
+  // Destroying the stream releases the app's iterable (WSGI close()).
+  ex_.stream.reset();
+  worker_.pool().release(in_);
+  worker_.pool().release(out_buf_);
+}
+
+void Connection::start(std::list<Connection>::iterator self) {
+  self_ = self;
+  uv_poll_init_socket(worker_.loop(), &poll_, fd_);
+  state_since_ = progress_ = now_ms(worker_);
+  update_poll();
+}
+
+// ---------------------------------------------------------------- events
+
+void Connection::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* c = static_cast<Connection*>(handle->data);
+  if (status < 0) {
+    c->fail();
+    return;
+  }
+  if (events & UV_WRITABLE) c->on_writable();
+  if (!c->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) c->on_readable();
+}
+
+int Connection::recv_into_input() {
+  worker_.pool().acquire(in_);
+  if (in_.room() < kReadChunk / 4) {
+    // Grow up to what one request may legitimately need buffered.
+    const auto& cfg = worker_.config();
+    size_t cap = cfg.limits.max_head + cfg.max_body_buffer + 2 * kReadChunk;
+    if (in_.capacity() >= cap) return -EAGAIN;  // Full: back-pressure.
+    if (state_ == State::kBody) ex_.reparse = true;
+    in_.reserve(std::min(cap, in_.capacity() * 2));
+  }
+  ssize_t n;
+  do {
+    n = ::recv(fd_, in_.tail(), in_.room(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    in_.commit(static_cast<size_t>(n));
+    return static_cast<int>(n);
+  }
+  if (n == 0) return 0;
+  return -errno;
+}
+
+void Connection::on_readable() {
+  if (state_ == State::kLinger) {
+    char sink[4096];
+    ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) close();
+    return;
+  }
+  int n = recv_into_input();
+  if (n == -EAGAIN || n == -EWOULDBLOCK) {
+    update_poll();
+    return;
+  }
+  if (n < 0) {
+    fail();
+    return;
+  }
+  if (n == 0) {
+    peer_eof_ = true;
+    // A client that half-closes after its request still gets its answers;
+    // an idle one is simply closed.
+    if (state_ == State::kIdle && pos_ == in_.size() && queued_ == 0) {
+      close();
+      return;
+    }
+    if (state_ == State::kHead || state_ == State::kBody) {
+      // The request can never complete.
+      close();
+      return;
+    }
+  } else if (state_ == State::kBody || state_ == State::kDiscard) {
+    progress_ = now_ms(worker_);
+  }
+  process();
+}
+
+void Connection::on_writable() {
+  if (!flush()) return;
+  if (state_ == State::kClosing || state_ == State::kLinger) {
+    update_poll();
+    return;
+  }
+  process();
+}
+
+// ---------------------------------------------------------------- request path
+
+void Connection::process() {
+  if (in_process_ || closing_) return;
+  in_process_ = true;
+  bool stop = false;
+  while (!stop && !closing_) {
+    switch (state_) {
+      case State::kIdle:
+      case State::kHead: {
+        if (stop_after_ || output_congested()) {
+          stop = true;
+          break;
+        }
+        if (pos_ == in_.size()) {
+          stop = true;
+          break;
+        }
+        int r = parse_request(in_.data() + pos_, in_.size() - pos_, &head_, worker_.config().limits);
+        if (r == 0) {
+          if (state_ == State::kIdle) {
+            state_ = State::kHead;
+            state_since_ = now_ms(worker_);
+          }
+          stop = true;
+          break;
+        }
+        if (r < 0) {
+          respond_error(-r);
+          break;
+        }
+        if (!begin_exchange(r)) break;
+        if (ex_.body_done || ex_.expect_continue) {
+          dispatch();
+        } else {
+          state_ = State::kBody;
+          state_since_ = progress_ = now_ms(worker_);
+        }
+        break;
+      }
+      case State::kBody: {
+        if (!advance_body(false)) {
+          respond_error(400);
+          break;
+        }
+        if (!ex_.body_done && ex_.body_wr - ex_.body_rd < worker_.config().max_body_buffer) {
+          stop = true;  // Wait for more of the body.
+          break;
+        }
+        if (ex_.reparse) {
+          // The head's views moved with the buffer; parse it again in place.
+          parse_request(in_.data() + ex_.head_start, ex_.head_len, &head_, worker_.config().limits);
+          ex_.reparse = false;
+        }
+        dispatch();
+        break;
+      }
+      case State::kStreaming: {
+        if (output_congested()) {
+          // Wait until everything queued is out before producing more, so
+          // the output buffer is reclaimed and stays bounded.
+          if (!flush() || queued_ > 0) {
+            stop = true;
+            break;
+          }
+        }
+        bool done = ex_.stream->pump(*this);
+        if (closing_) break;
+        if (done || ex_.finished || state_ == State::kClosing) end_exchange();
+        break;
+      }
+      case State::kDiscard: {
+        if (!advance_body(true)) {
+          ex_.keep_alive = false;
+          state_ = State::kClosing;
+          break;
+        }
+        if (!ex_.body_done) {
+          stop = true;
+          break;
+        }
+        pos_ = ex_.raw_rd;
+        state_ = State::kIdle;
+        state_since_ = now_ms(worker_);
+        break;
+      }
+      case State::kClosing:
+      case State::kLinger:
+        stop = true;
+        break;
+    }
+  }
+  in_process_ = false;
+  if (closing_) return;
+  if (!flush()) return;
+  compact_input();
+  update_poll();
+}
+
+bool Connection::begin_exchange(int head_len) {
+  ex_.stream.reset();
+  ex_ = Exchange();
+  ex_.version_minor = head_.version_minor;
+  ex_.head_request = head_.method == "HEAD";
+  ex_.keep_alive = head_.keep_alive && !peer_eof_;
+  ex_.head_start = pos_;
+  ex_.head_len = static_cast<size_t>(head_len);
+  ex_.body_rd = ex_.body_wr = ex_.raw_rd = pos_ + ex_.head_len;
+  if (head_.chunked) {
+    ex_.chunked_in = true;
+    ex_.body_done = false;
+  } else if (head_.has_content_length && head_.content_length > 0) {
+    ex_.cl_remaining = head_.content_length;
+    ex_.body_done = false;
+  }
+  ex_.expect_continue = head_.expect_continue && !ex_.body_done && ex_.version_minor >= 1;
+  if (!advance_body(false)) {
+    respond_error(400);
+    return false;
+  }
+  return true;
+}
+
+// Moves undecoded input into the decoded body region. With discard, decoded
+// bytes are dropped at once and the buffer is reset when fully consumed, so
+// an unread body of any size needs no memory.
+bool Connection::advance_body(bool discard) {
+  if (ex_.body_done) return true;
+  size_t avail = in_.size() - ex_.raw_rd;
+  if (ex_.chunked_in) {
+    auto r = ex_.decoder.decode(in_.data() + ex_.body_wr, in_.data() + ex_.raw_rd, avail);
+    ex_.body_wr += r.produced;
+    ex_.raw_rd += r.consumed;
+    if (r.status < 0) {
+      ex_.body_error = true;
+      return false;
+    }
+    if (r.status == 1) ex_.body_done = true;
+  } else {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(ex_.cl_remaining, avail));
+    ex_.body_wr += n;
+    ex_.raw_rd += n;
+    ex_.cl_remaining -= n;
+    if (ex_.cl_remaining == 0) ex_.body_done = true;
+  }
+  if (discard) {
+    ex_.body_rd = ex_.body_wr;
+    if (!ex_.body_done && ex_.raw_rd == in_.size()) {
+      in_.clear();
+      pos_ = ex_.body_rd = ex_.body_wr = ex_.raw_rd = 0;
+    }
+  }
+  return true;
+}
+
+void Connection::dispatch() {
+  state_ = State::kStreaming;  // "Responding" until the handler says otherwise.
+  std::unique_ptr<ResponseStream> stream = worker_.handler().handle(*this, head_);
+  if (closing_) return;
+  if (state_ == State::kClosing || ex_.finished) {
+    // The response is over (finished, or failed and aborted): a stream the
+    // handler returned anyway is released now.
+    stream.reset();
+    end_exchange();
+    return;
+  }
+  if (stream) {
+    ex_.stream = std::move(stream);
+    state_since_ = progress_ = now_ms(worker_);
+    return;  // process() pumps it.
+  }
+  // Neither finished nor streaming: a bug in the handler, not the client.
+  log(LogLevel::kError, "handler returned without completing the response");
+  send_error(500);
+}
+
+void Connection::end_exchange() {
+  ex_.stream.reset();
+  if (state_ == State::kClosing || closing_) return;
+  bool drained_eof = peer_eof_ && ex_.body_done && ex_.raw_rd == in_.size();
+  if (!ex_.keep_alive || stop_after_ || ex_.body_error || drained_eof) {
+    state_ = State::kClosing;
+    return;
+  }
+  if (!ex_.body_done) {
+    if (ex_.expect_continue && !ex_.continue_sent) {
+      // The client may still be waiting for 100 before sending the body
+      // (RFC 9110 10.1.1): we cannot tell, so the connection ends here.
+      state_ = State::kClosing;
+      return;
+    }
+    state_ = State::kDiscard;
+    ex_.body_rd = ex_.body_wr;
+    state_since_ = progress_ = now_ms(worker_);
+    return;
+  }
+  pos_ = ex_.raw_rd;
+  state_ = State::kIdle;
+  state_since_ = now_ms(worker_);
+}
+
+void Connection::respond_error(int status) {
+  if (ex_.head_started) {
+    abort_response();
+    return;
+  }
+  ex_.keep_alive = false;
+  ex_.head_request = false;
+  auto reason = reason_phrase(status);
+  char body[96];
+  int blen = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
+  char head[256];
+  int hlen = snprintf(head, sizeof head, "HTTP/1.1 %d %.*s\r\n", status, static_cast<int>(reason.size()), reason.data());
+  queue_copy(head, static_cast<size_t>(hlen));
+  auto common = worker_.common_headers();
+  queue_copy(common.data(), common.size());
+  hlen = snprintf(head, sizeof head,
+                  "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", blen);
+  queue_copy(head, static_cast<size_t>(hlen));
+  queue_copy(body, static_cast<size_t>(blen));
+  ex_.head_started = true;
+  state_ = State::kClosing;
+  state_since_ = now_ms(worker_);
+}
+
+// ---------------------------------------------------------------- body for the app
+
+std::string_view Connection::body_available() const {
+  return {in_.data() + ex_.body_rd, ex_.body_wr - ex_.body_rd};
+}
+
+void Connection::body_consume(size_t n) { ex_.body_rd += std::min(n, ex_.body_wr - ex_.body_rd); }
+
+int Connection::body_fill_blocking() {
+  if (ex_.body_done) return 0;
+  if (ex_.body_error || dead_) return -1;
+  if (ex_.expect_continue && !ex_.continue_sent) {
+    ex_.continue_sent = true;
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    // The 100 goes ahead of anything queued: nothing of this response is
+    // queued yet, and earlier responses were flushed before the dispatch.
+    if (!flush_blocking()) return -1;
+    queue_copy(k100.data(), k100.size());
+    if (!flush_blocking()) return -1;
+  }
+  // Reclaim consumed body bytes so a long body streams through a bounded buffer.
+  if (ex_.body_rd == ex_.body_wr && ex_.body_rd > 0 && pos_ == ex_.head_start) {
+    size_t shift = ex_.body_rd;
+    in_.consume_front(shift);
+    ex_.body_rd -= shift;
+    ex_.body_wr -= shift;
+    ex_.raw_rd -= shift;
+    ex_.head_start = pos_ = 0;
+  }
+  size_t before = ex_.body_wr;
+  uint64_t timeout = worker_.config().body_ms;
+  while (ex_.body_wr == before && !ex_.body_done) {
+    int n = recv_into_input();
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      if (in_.room() == 0) return -1;  // Cannot happen with a consuming reader.
+      struct pollfd p = {fd_, POLLIN, 0};
+      int pr = ::poll(&p, 1, static_cast<int>(timeout));
+      if (pr == 0) {
+        ex_.body_error = true;
+        log(LogLevel::kDebug, "request body timed out");
+        return -1;
+      }
+      continue;
+    }
+    if (n <= 0) {
+      ex_.body_error = true;
+      dead_ = n < 0;
+      peer_eof_ = true;
+      return -1;
+    }
+    if (!advance_body(false)) return -1;
+  }
+  progress_ = uv_now(worker_.loop());
+  return ex_.body_wr > before ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- response
+
+void Connection::start_response(std::string_view status, int code, bool app_server, bool app_date) {
+  ex_.head_started = true;
+  ex_.status = code;
+  ex_.no_body = ex_.head_request || code < 200 || code == 204 || code == 304;
+  queue_copy("HTTP/1.1 ", 9);
+  queue_copy(status.data(), status.size());
+  queue_copy("\r\n", 2);
+  auto common = worker_.common_headers();
+  if (!app_server && !app_date) {
+    queue_copy(common.data(), common.size());
+    return;
+  }
+  // Split the prebuilt "Server: ...\r\nDate: ...\r\n" and keep what the app did not set.
+  size_t date_at = common.find("Date: ");
+  if (!app_server) queue_copy(common.data(), date_at);
+  if (!app_date) queue_copy(common.data() + date_at, common.size() - date_at);
+}
+
+void Connection::add_header(std::string_view name, std::string_view value) {
+  if (name.size() == 14 && iequals(name, "content-length")) {
+    int64_t v = 0;
+    bool ok = !value.empty() && value.size() <= 18;
+    for (char ch : value) {
+      if (ch < '0' || ch > '9') {
+        ok = false;
+        break;
+      }
+      v = v * 10 + (ch - '0');
+    }
+    if (!ok) return;  // The caller validates; a malformed one is dropped.
+    ex_.declared_length = v;
+  }
+  size_t need = name.size() + value.size() + 4;
+  out_buf_.reserve(out_buf_.size() + need);
+  queue_copy(name.data(), name.size());
+  queue_copy(": ", 2);
+  queue_copy(value.data(), value.size());
+  queue_copy("\r\n", 2);
+}
+
+void Connection::end_headers(int64_t known_length) {
+  char line[64];
+  if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && ex_.declared_length < 0) {
+    if (known_length >= 0) {
+      int n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", static_cast<long long>(known_length));
+      queue_copy(line, static_cast<size_t>(n));
+      ex_.declared_length = known_length;
+    } else if (ex_.version_minor >= 1) {
+      queue_copy("Transfer-Encoding: chunked\r\n", 28);
+      ex_.chunked_out = !ex_.no_body;
+    } else {
+      ex_.keep_alive = false;  // Close-delimited (RFC 9112 6.3 point 8).
+    }
+  }
+  if (stop_after_ || worker_.stopping()) ex_.keep_alive = false;
+  if (!ex_.keep_alive) {
+    queue_copy("Connection: close\r\n\r\n", 21);
+  } else if (ex_.version_minor == 0) {
+    queue_copy("Connection: keep-alive\r\n\r\n", 26);
+  } else {
+    queue_copy("\r\n", 2);
+  }
+}
+
+void Connection::queue_body(const char* data, size_t len, const Releaser* ref, int file_fd, int64_t file_off) {
+  if (ex_.no_body || len == 0 || closing_) {
+    if (ref) (*ref)();
+    return;
+  }
+  if (ex_.declared_length >= 0) {
+    int64_t left = ex_.declared_length - ex_.body_sent;
+    if (static_cast<int64_t>(len) > left) {
+      // More than the declared Content-Length: the excess would be read as
+      // the next response. Send what was declared and close.
+      log(LogLevel::kWarning, "response body longer than its Content-Length; truncated");
+      len = static_cast<size_t>(std::max<int64_t>(left, 0));
+      ex_.keep_alive = false;
+      if (len == 0) {
+        if (ref) (*ref)();
+        return;
+      }
+    }
+  }
+  ex_.body_sent += static_cast<int64_t>(len);
+  char hex[24];
+  if (ex_.chunked_out) {
+    int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
+    queue_copy(hex, static_cast<size_t>(n));
+  }
+  if (file_fd >= 0) {
+    segs_.push_back({Segment::kFile, file_fd, nullptr, static_cast<uint64_t>(file_off), len, ref ? *ref : Releaser{}});
+    queued_ += len;
+  } else if (ref) {
+    segs_.push_back({Segment::kRef, -1, data, 0, len, *ref});
+    queued_ += len;
+  } else {
+    queue_copy(data, len);
+  }
+  if (ex_.chunked_out) queue_copy("\r\n", 2);
+}
+
+void Connection::write_body(const char* data, size_t len) { queue_body(data, len, nullptr, -1, 0); }
+
+void Connection::write_body_ref(const char* data, size_t len, Releaser release) {
+  queue_body(data, len, &release, -1, 0);
+}
+
+void Connection::write_body_file(int file_fd, int64_t offset, int64_t len, Releaser release) {
+  queue_body(nullptr, static_cast<size_t>(len), &release, file_fd, offset);
+}
+
+void Connection::finish_response() {
+  if (ex_.chunked_out) queue_copy("0\r\n\r\n", 5);
+  if (!ex_.no_body && ex_.declared_length >= 0 && ex_.body_sent < ex_.declared_length) {
+    // Shorter than declared: the client would wait for the rest forever.
+    log(LogLevel::kWarning, "response body shorter than its Content-Length; closing");
+    ex_.keep_alive = false;
+  }
+  ex_.finished = true;
+}
+
+void Connection::abort_response() {
+  ex_.keep_alive = false;
+  state_ = State::kClosing;
+  state_since_ = now_ms(worker_);
+}
+
+void Connection::send_error(int status) {
+  if (ex_.head_started) {
+    abort_response();
+    return;
+  }
+  respond_error(status);
+}
+
+// ---------------------------------------------------------------- output
+
+void Connection::queue_copy(const char* data, size_t len) {
+  if (len == 0) return;
+  size_t off = out_buf_.size();
+  if (!out_buf_.allocated()) worker_.pool().acquire(out_buf_);
+  out_buf_.append(data, len);
+  queued_ += len;
+  if (!segs_.empty() && seg_head_ < segs_.size()) {
+    Segment& last = segs_.back();
+    if (last.kind == Segment::kCopy && last.off + last.len == off) {
+      last.len += len;
+      return;
+    }
+  }
+  segs_.push_back({Segment::kCopy, -1, nullptr, off, len, {}});
+}
+
+bool Connection::flush() {
+  if (dead_) return false;
+  while (seg_head_ < segs_.size()) {
+    Segment& s = segs_[seg_head_];
+    ssize_t n;
+    if (s.kind == Segment::kFile) {
+      off_t off = static_cast<off_t>(s.off);
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(s.len, 1 << 21));
+      n = ::sendfile(fd_, s.file_fd, &off, chunk);
+      if (n == 0) {
+        // The file is shorter than promised: the response cannot complete.
+        log(LogLevel::kError, "file ended before its announced length");
+        fail();
+        return false;
+      }
+    } else {
+      struct iovec iov[kMaxIov];
+      size_t cnt = 0;
+      for (size_t i = seg_head_; i < segs_.size() && cnt < kMaxIov; ++i) {
+        const Segment& t = segs_[i];
+        if (t.kind == Segment::kFile) break;
+        iov[cnt].iov_base = const_cast<char*>(t.kind == Segment::kCopy ? out_buf_.data() + t.off : t.ptr);
+        iov[cnt].iov_len = t.len;
+        ++cnt;
+      }
+      n = cnt == 1 ? ::send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL) : ::writev(fd_, iov, static_cast<int>(cnt));
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!want_write_) progress_ = now_ms(worker_);
+        want_write_ = true;
+        update_poll();
+        return true;
+      }
+      fail();
+      return false;
+    }
+    progress_ = now_ms(worker_);
+    size_t left = static_cast<size_t>(n);
+    queued_ -= left;
+    while (left > 0 && seg_head_ < segs_.size()) {
+      Segment& t = segs_[seg_head_];
+      if (left >= t.len) {
+        left -= t.len;
+        t.release();
+        t.release = {};
+        ++seg_head_;
+      } else {
+        t.len -= left;
+        t.off += left;
+        if (t.kind == Segment::kRef) t.ptr += left;
+        left = 0;
+      }
+    }
+  }
+  // Everything is out.
+  segs_.clear();
+  seg_head_ = 0;
+  queued_ = 0;
+  out_buf_.clear();
+  want_write_ = false;
+  if (state_ == State::kClosing && !in_process_) {
+    if (ex_.body_error || pos_ < in_.size() || !ex_.body_done) {
+      // Unread input may still be in flight: closing now could turn our
+      // answer into a reset. Shut our side and drain for a moment.
+      ::shutdown(fd_, SHUT_WR);
+      state_ = State::kLinger;
+      state_since_ = now_ms(worker_);
+      in_.clear();
+      pos_ = 0;
+      update_poll();
+    } else {
+      close();
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Connection::flush_blocking() {
+  while (!dead_ && queued_ > 0) {
+    if (!flush()) return false;
+    if (queued_ == 0) break;
+    struct pollfd p = {fd_, POLLOUT, 0};
+    int r = ::poll(&p, 1, static_cast<int>(worker_.config().send_ms));
+    if (r == 0) {
+      fail();
+      return false;
+    }
+  }
+  return !dead_;
+}
+
+void Connection::release_output() {
+  for (size_t i = seg_head_; i < segs_.size(); ++i) {
+    Releaser r = segs_[i].release;
+    segs_[i].release = {};
+    r();
+  }
+  segs_.clear();
+  seg_head_ = 0;
+  queued_ = 0;
+}
+
+void Connection::compact_input() {
+  if (state_ != State::kIdle && state_ != State::kHead) return;
+  if (pos_ == in_.size()) {
+    in_.clear();
+    pos_ = 0;
+    if (queued_ == 0) {
+      worker_.pool().release(in_);
+      worker_.pool().release(out_buf_);
+    }
+  } else if (pos_ > 0) {
+    in_.consume_front(pos_);
+    pos_ = 0;
+  }
+}
+
+void Connection::update_poll() {
+  if (closing_) return;
+  int events = 0;
+  bool input_full = in_.allocated() && in_.room() == 0 &&
+                    in_.capacity() >= worker_.config().limits.max_head + worker_.config().max_body_buffer;
+  if (!peer_eof_ && !input_full && state_ != State::kClosing) events |= UV_READABLE;
+  if (state_ == State::kLinger) events = UV_READABLE;
+  if (want_write_) events |= UV_WRITABLE;
+  if (events == poll_events_) return;
+  poll_events_ = events;
+  if (events == 0)
+    uv_poll_stop(&poll_);
+  else
+    uv_poll_start(&poll_, events, on_poll);
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void Connection::on_tick(uint64_t now) {
+  if (closing_) return;
+  const auto& cfg = worker_.config();
+  if (want_write_ && now - progress_ >= cfg.send_ms) {
+    log(LogLevel::kDebug, "client stopped reading; closing");
+    fail();
+    return;
+  }
+  switch (state_) {
+    case State::kIdle:
+      if (now - state_since_ >= cfg.keepalive_ms) close();
+      break;
+    case State::kHead:
+      if (now - state_since_ >= cfg.header_ms) {
+        respond_error(408);
+        flush();
+      }
+      break;
+    case State::kBody:
+      if (now - progress_ >= cfg.body_ms) {
+        respond_error(408);
+        flush();
+      }
+      break;
+    case State::kDiscard:
+      if (now - progress_ >= cfg.body_ms) close();
+      break;
+    case State::kLinger:
+      if (now - state_since_ >= kLingerMs) close();
+      break;
+    case State::kClosing:
+    case State::kStreaming:
+      break;  // Covered by the send deadline above.
+  }
+}
+
+void Connection::shutdown_gracefully() {
+  stop_after_ = true;
+  if (state_ == State::kIdle && pos_ == in_.size() && queued_ == 0) close();
+}
+
+void Connection::fail() {
+  dead_ = true;
+  close();
+}
+
+void Connection::close() {
+  if (closing_) return;
+  closing_ = true;
+  dead_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
+}
+
+void Connection::on_closed(uv_handle_t* handle) {
+  auto* c = static_cast<Connection*>(handle->data);
+  ::close(c->fd_);
+  c->worker_.remove(c->self_);  // Destroys c.
+}
+
+}  // namespace fulmen

@@ -1,0 +1,199 @@
+// One client connection: reads and parses requests, hands each to the Handler,
+// frames and writes the responses, enforces deadlines.
+//
+// Reading never waits for writing: the socket stays readable while responses
+// are queued. A write is tried as soon as a batch of requests has been
+// answered (so the responses of one pipelined batch leave in one writev); the
+// writable watcher is armed only after a partial write.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/handler.h"
+#include "core/parser.h"
+
+namespace fulmen {
+
+class Worker;
+
+class Connection {
+ public:
+  Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts watching the socket. Called once, right after construction.
+  void start(std::list<Connection>::iterator self);
+
+  int fd() const { return fd_; }
+  size_t listener() const { return listener_; }
+  const sockaddr_storage& peer() const { return peer_; }
+
+  // ---- Request body, for wsgi.input. Offsets are internal; callers see views.
+
+  // Decoded body bytes received and not yet consumed. Valid until the next
+  // body call.
+  std::string_view body_available() const;
+  void body_consume(size_t n);
+  bool body_complete() const { return ex_.body_done; }
+  // The body could not be read: malformed chunk, timeout or disconnect.
+  bool body_failed() const { return ex_.body_error; }
+
+  // Blocks (poll + recv, body_timeout) until more body bytes are decoded.
+  // Returns 1 when bytes were added, 0 at the end of the body, -1 on timeout,
+  // disconnect or a malformed chunk (the connection then closes after the
+  // response). Sends the interim "100 Continue" first when the client asked.
+  int body_fill_blocking();
+
+  // ---- Response.
+
+  // Starts the head: `status` is the status text as given by the app
+  // ("200 OK"), `code` its numeric value. Must be followed by add_header()
+  // calls and end_headers().
+  // app_server / app_date: the app sent its own Server / Date header, so
+  // ours is left out.
+  void start_response(std::string_view status, int code, bool app_server = false, bool app_date = false);
+  // Adds one header; the caller has validated name and value. Content-Length
+  // given here is remembered and enforced.
+  void add_header(std::string_view name, std::string_view value);
+  // Ends the head. known_length >= 0 when the whole body length is known and
+  // no Content-Length header was given (one is then added).
+  void end_headers(int64_t known_length);
+
+  void write_body(const char* data, size_t len);  // Copies.
+  // Queues data without copying; `release` is called once when it is sent or dropped.
+  void write_body_ref(const char* data, size_t len, Releaser release);
+  // Queues len bytes of file_fd from offset, sent with sendfile(2).
+  void write_body_file(int file_fd, int64_t offset, int64_t len, Releaser release);
+  // Ends the body (last-chunk when chunked). The exchange is over.
+  void finish_response();
+  // The response cannot be completed: close once queued output is sent.
+  void abort_response();
+  // A complete canned error response when the head has not left yet,
+  // otherwise abort_response().
+  void send_error(int status);
+
+  bool head_started() const { return ex_.head_started; }
+  // True when enough output is queued that a stream should yield.
+  bool output_congested() const { return queued_ > kHighWater; }
+  // Writes queued output, blocking up to send_timeout. For WSGI write().
+  // Returns false when the client is gone or too slow.
+  bool flush_blocking();
+  bool client_gone() const { return dead_; }
+
+  // ---- For the worker.
+  void on_tick(uint64_t now_ms);
+  void shutdown_gracefully();  // Closes now if idle, else after the current response.
+  void close();                // Closes now.
+  bool idle() const { return state_ == State::kIdle && pos_ == in_.size(); }
+
+  static constexpr size_t kHighWater = 256 * 1024;
+
+ private:
+  enum class State : uint8_t {
+    kIdle,       // Waiting for the first byte of a request (keep-alive).
+    kHead,       // Part of a head received.
+    kBody,       // Head parsed; buffering the body before calling the app.
+    kStreaming,  // The response stream waits for the socket to drain.
+    kDiscard,    // Response done; dropping the rest of a body the app did not read.
+    kClosing,    // Last response queued; close once it is sent.
+    kLinger,     // Output sent, write side shut; draining input before close.
+  };
+
+  struct Segment {
+    enum Kind : uint8_t { kCopy, kRef, kFile } kind;
+    int file_fd;
+    const char* ptr;  // kRef
+    uint64_t off;     // kCopy: offset into out_buf_; kFile: file offset
+    uint64_t len;
+    Releaser release;
+  };
+
+  // State of the request/response in progress. Reset per request.
+  struct Exchange {
+    int version_minor = 1;
+    bool head_request = false;
+    bool keep_alive = true;
+    bool expect_continue = false;
+    bool continue_sent = false;
+    bool reparse = false;  // The input buffer moved while the body was buffered.
+    // Request body. Offsets into in_: decoded bytes are [body_rd, body_wr);
+    // undecoded input starts at raw_rd (>= body_wr).
+    bool chunked_in = false;
+    bool body_done = true;
+    bool body_error = false;
+    uint64_t cl_remaining = 0;
+    ChunkedDecoder decoder;
+    size_t head_start = 0, head_len = 0;
+    size_t body_rd = 0, body_wr = 0, raw_rd = 0;
+    // Response.
+    bool head_started = false;
+    bool finished = false;
+    bool no_body = false;  // HEAD, 1xx, 204, 304
+    bool chunked_out = false;
+    int status = 0;
+    int64_t declared_length = -1;  // Content-Length from the app
+    int64_t body_sent = 0;
+    std::unique_ptr<ResponseStream> stream;
+  };
+
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  static void on_closed(uv_handle_t* handle);
+
+  void on_readable();
+  void on_writable();
+  void process();
+  bool begin_exchange(int head_len);
+  void dispatch();
+  void end_exchange();
+  bool advance_body(bool discard);
+  void respond_error(int status);
+  void queue_copy(const char* data, size_t len);
+  void queue_body(const char* data, size_t len, const Releaser* ref, int file_fd, int64_t file_off);
+  bool flush();  // Returns false when the connection died.
+  void compact_input();
+  void update_poll();
+  void release_output();
+  void fail();  // Hard error on the socket: close without further I/O.
+  int recv_into_input();
+
+  Worker& worker_;
+  int fd_;
+  size_t listener_;
+  sockaddr_storage peer_;
+  uv_poll_t poll_;
+  std::list<Connection>::iterator self_;
+  int poll_events_ = 0;
+  State state_ = State::kIdle;
+  bool want_write_ = false;  // A write returned EAGAIN.
+  bool peer_eof_ = false;
+  bool dead_ = false;
+  bool closing_ = false;     // close() called.
+  bool stop_after_ = false;  // Graceful shutdown: close after this response.
+  bool in_process_ = false;
+
+  Buffer in_;
+  size_t pos_ = 0;  // Start of the next unparsed request in in_.
+  RequestHead head_;
+  Exchange ex_;
+
+  Buffer out_buf_;
+  std::vector<Segment> segs_;
+  size_t seg_head_ = 0;
+  size_t queued_ = 0;
+
+  uint64_t state_since_ = 0;  // When the current state began (ms).
+  uint64_t progress_ = 0;     // Last read (body) or write progress (ms).
+};
+
+}  // namespace fulmen

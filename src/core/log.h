@@ -1,0 +1,24 @@
+// The error log: one line per event on stderr, in the format the Python side
+// (fulmen/_log.py) also uses, so master, workers and CLI read as one stream:
+//   [2026-11-27 04:00:00 +0000] [1234] [INFO] message
+#pragma once
+
+#include <string_view>
+
+namespace fulmen {
+
+enum class LogLevel : int { kDebug = 10, kInfo = 20, kWarning = 30, kError = 40, kCritical = 50 };
+
+// Messages below this level are dropped. Set once at start, before any fork.
+void set_log_level(LogLevel level);
+bool log_enabled(LogLevel level);
+
+// Formats and writes one line with a single write(2), so lines from several
+// processes never interleave. Never throws; a failed write is ignored.
+void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Writes text as-is (it may hold several lines, e.g. a traceback), prefixed
+// once like log(). Used for wsgi.errors and tracebacks.
+void log_text(LogLevel level, std::string_view text);
+
+}  // namespace fulmen

@@ -1,0 +1,217 @@
+#include "core/worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/log.h"
+
+namespace fulmen {
+namespace {
+
+constexpr uint64_t kTickMs = 1000;
+constexpr uint64_t kAcceptRetryMs = 100;
+
+}  // namespace
+
+Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler)
+    : config_(config), handler_(handler) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+  for (size_t i = 0; i < listen_fds.size(); ++i) {
+    auto l = std::make_unique<Listener>();
+    l->fd = listen_fds[i];
+    l->index = i;
+    l->worker = this;
+    l->active = false;
+    uv_poll_init_socket(&loop_, &l->poll, l->fd);
+    l->poll.data = l.get();
+    listeners_.push_back(std::move(l));
+  }
+  uv_timer_init(&loop_, &tick_);
+  uv_timer_init(&loop_, &resume_);
+  uv_timer_init(&loop_, &grace_);
+  tick_.data = resume_.data = grace_.data = this;
+  uv_signal_init(&loop_, &sig_term_);
+  uv_signal_init(&loop_, &sig_int_);
+  uv_signal_init(&loop_, &sig_quit_);
+  sig_term_.data = sig_int_.data = sig_quit_.data = this;
+}
+
+Worker::~Worker() {
+  // run() closed every handle; uv_loop_close only fails if one is left,
+  // which would be a bug worth hearing about.
+  if (uv_loop_close(&loop_) != 0) log(LogLevel::kWarning, "event loop closed with open handles");
+}
+
+int Worker::run() {
+  // A client that disconnects mid-write must not kill the worker.
+  signal(SIGPIPE, SIG_IGN);
+  uv_signal_start(&sig_term_, on_signal, SIGTERM);
+  uv_signal_start(&sig_int_, on_signal, SIGINT);
+  uv_signal_start(&sig_quit_, on_signal, SIGQUIT);
+  uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
+  resume_accepting();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return 0;
+}
+
+std::string_view Worker::common_headers() {
+  std::string_view date = clock_.date_header();
+  if (date.data() != last_date_.data() || date.size() != last_date_.size() || common_.empty() ||
+      common_.compare(common_.size() - date.size(), date.size(), date) != 0) {
+    common_.clear();
+    if (!config_.server_header.empty()) {
+      common_.append("Server: ");
+      common_.append(config_.server_header);
+      common_.append("\r\n");
+    }
+    common_.append(date);
+    last_date_ = date;
+  }
+  return common_;
+}
+
+// ---------------------------------------------------------------- accepting
+
+void Worker::on_accept(uv_poll_t* handle, int status, int /*events*/) {
+  auto* l = static_cast<Listener*>(handle->data);
+  if (status < 0) return;
+  l->worker->accept_from(*l);
+}
+
+void Worker::accept_from(Listener& l) {
+  // Accept until the kernel queue is empty (EAGAIN), or until the cap; after
+  // the cap, connections wait in the kernel's backlog (never reset) until a
+  // slot frees.
+  while (!stopping_) {
+    if (conns_.size() >= config_.max_connections) {
+      pause_accepting();
+      return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      switch (errno) {
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+          continue;
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+          return;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+          // Out of descriptors or memory: polling again at once would spin
+          // on the same readable listener. Pause, retry shortly.
+          log(LogLevel::kWarning, "accept: %s; pausing for %llu ms", strerror(errno),
+              static_cast<unsigned long long>(kAcceptRetryMs));
+          pause_accepting();
+          uv_timer_start(&resume_, on_resume, kAcceptRetryMs, 0);
+          return;
+        default:
+          log(LogLevel::kError, "accept: %s", strerror(errno));
+          return;
+      }
+    }
+    if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    conns_.emplace_front(*this, fd, l.index, peer);
+    conns_.front().start(conns_.begin());
+  }
+}
+
+void Worker::pause_accepting() {
+  if (accept_paused_) return;
+  accept_paused_ = true;
+  for (auto& l : listeners_) {
+    if (l->active) uv_poll_stop(&l->poll);
+    l->active = false;
+  }
+}
+
+void Worker::resume_accepting() {
+  if (stopping_) return;
+  accept_paused_ = false;
+  for (auto& l : listeners_) {
+    if (!l->active) uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    l->active = true;
+  }
+}
+
+void Worker::on_resume(uv_timer_t* timer) {
+  auto* w = static_cast<Worker*>(timer->data);
+  if (w->conns_.size() < w->config_.max_connections) w->resume_accepting();
+}
+
+void Worker::remove(std::list<Connection>::iterator it) {
+  conns_.erase(it);
+  if (stopping_) {
+    maybe_finish();
+  } else if (accept_paused_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&resume_)) &&
+             conns_.size() < config_.max_connections) {
+    resume_accepting();
+  }
+}
+
+// ---------------------------------------------------------------- time and signals
+
+void Worker::on_tick(uv_timer_t* timer) {
+  auto* w = static_cast<Worker*>(timer->data);
+  uint64_t now = uv_now(&w->loop_);
+  for (auto it = w->conns_.begin(); it != w->conns_.end();) {
+    auto next = std::next(it);  // on_tick may close (not erase) the connection.
+    it->on_tick(now);
+    it = next;
+  }
+}
+
+void Worker::on_signal(uv_signal_t* handle, int signum) {
+  auto* w = static_cast<Worker*>(handle->data);
+  w->begin_stop(signum == SIGTERM);
+}
+
+void Worker::begin_stop(bool graceful) {
+  if (!stopping_) {
+    stopping_ = true;
+    for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), nullptr);
+    uv_timer_stop(&resume_);
+    if (graceful) {
+      uv_timer_start(
+          &grace_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->begin_stop(false); }, config_.graceful_ms, 0);
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        auto next = std::next(it);
+        it->shutdown_gracefully();
+        it = next;
+      }
+      maybe_finish();
+      return;
+    }
+  }
+  // Immediate: close everything now.
+  for (auto& c : conns_) c.close();
+  maybe_finish();
+}
+
+void Worker::maybe_finish() {
+  if (finished_ || !conns_.empty()) return;
+  finished_ = true;
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tick_), reinterpret_cast<uv_handle_t*>(&resume_),
+                         reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_term_),
+                         reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_quit_)})
+    uv_close(h, nullptr);
+}
+
+}  // namespace fulmen

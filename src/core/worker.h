@@ -1,0 +1,96 @@
+// A worker process's event loop: accepts on the shared listening sockets,
+// owns the connections, runs the deadline sweep and handles shutdown signals.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/clock.h"
+#include "core/connection.h"
+#include "core/handler.h"
+#include "core/parser.h"
+
+namespace fulmen {
+
+struct WorkerConfig {
+  ParserLimits limits;
+  uint64_t keepalive_ms = 5000;   // Idle keep-alive connection.
+  uint64_t header_ms = 10000;     // Whole request head, from its first byte.
+  uint64_t body_ms = 30000;       // Between two pieces of request body.
+  uint64_t send_ms = 30000;       // Between two pieces of response progress.
+  uint64_t graceful_ms = 30000;   // In-flight responses after SIGTERM.
+  size_t max_connections = 16384;
+  size_t max_body_buffer = 1 << 20;  // Body bytes read before calling the app.
+  std::string server_header = "fulmen";  // Empty: no Server header.
+};
+
+class Worker {
+ public:
+  // listen_fds are non-blocking listening sockets, indexed as "listener".
+  Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs until SIGTERM (graceful), SIGINT or SIGQUIT (immediate). Returns the
+  // process exit status. Must be called once.
+  int run();
+
+  uv_loop_t* loop() { return &loop_; }
+  const WorkerConfig& config() const { return config_; }
+  Handler& handler() { return handler_; }
+  BufferPool& pool() { return pool_; }
+  bool stopping() const { return stopping_; }
+
+  // "Server: ...\r\nDate: ...\r\n", refreshed once a second.
+  std::string_view common_headers();
+
+  // Called by a connection whose handle has closed; destroys it.
+  void remove(std::list<Connection>::iterator it);
+
+ private:
+  struct Listener {
+    uv_poll_t poll;
+    int fd;
+    size_t index;
+    Worker* worker;
+    bool active;
+  };
+
+  static void on_accept(uv_poll_t* handle, int status, int events);
+  static void on_tick(uv_timer_t* timer);
+  static void on_resume(uv_timer_t* timer);
+  static void on_signal(uv_signal_t* handle, int signum);
+
+  void accept_from(Listener& l);
+  void pause_accepting();
+  void resume_accepting();
+  void begin_stop(bool graceful);
+  void maybe_finish();
+
+  WorkerConfig config_;
+  Handler& handler_;
+  uv_loop_t loop_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::list<Connection> conns_;
+  BufferPool pool_;
+  HttpClock clock_;
+  std::string common_;
+  std::string_view last_date_;
+  uv_timer_t tick_;
+  uv_timer_t resume_;
+  uv_timer_t grace_;
+  uv_signal_t sig_term_, sig_int_, sig_quit_;
+  bool stopping_ = false;
+  bool finished_ = false;
+  bool accept_paused_ = false;
+};
+
+}  // namespace fulmen

@@ -1,0 +1,441 @@
+// The request path on the Python side: route (script mode), build environ,
+// call the app with vectorcall, turn what it returns into a response.
+//
+// What the app returns decides the path:
+//   list/tuple of bytes  -> Content-Length known, written at once (large items by reference, no copy)
+//   FileWrapper / file   -> sendfile(2) from the file's position
+//   any other iterable   -> a Stream pumped as the socket drains; Content-Length
+//                           when it yields a single chunk, else chunked (1.1) or close-delimited (1.0)
+// Script mode also takes str (UTF-8), bytes, None, and makes start_response optional.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/log.h"
+#include "wsgi/bridge.h"
+
+namespace fulmen::wsgi {
+namespace {
+
+// Bodies at least this long are queued by reference instead of copied.
+constexpr size_t kRefThreshold = 16384;
+
+void decref_with_gil(void* o) {
+  Gil::Acquire gil;
+  Py_DECREF(static_cast<PyObject*>(o));
+}
+
+// Calls close() on a response iterable, as PEP 3333 requires in every case.
+void call_close(PyObject* result, const std::string& path) {
+  PyRef close(PyObject_GetAttrString(result, "close"));
+  if (!close) {
+    PyErr_Clear();
+    return;
+  }
+  PyRef r(PyObject_CallNoArgs(close.get()));
+  if (!r) log_exception(("Error closing the response of " + path).c_str());
+}
+
+struct SentFile {
+  PyObject* owner;
+  std::string path;
+};
+
+void close_sent_file(void* p) {
+  std::unique_ptr<SentFile> f(static_cast<SentFile*>(p));
+  Gil::Acquire gil;
+  call_close(f->owner, f->path);
+  Py_DECREF(f->owner);
+}
+
+// Pumps a generic response iterable as the connection drains.
+class Stream final : public ResponseStream {
+ public:
+  Stream(App* app, std::unique_ptr<Call> call, PyRef result, PyRef iter)
+      : app_(app), call_(std::move(call)), result_(std::move(result)), iter_(std::move(iter)) {}
+
+  ~Stream() override {
+    Gil::Acquire gil;
+    Call* prev = App::current();
+    App::set_current(call_.get());
+    call_close(result_.get(), call_->path);
+    App::set_current(prev);
+    pending_.reset();
+    iter_.reset();
+    result_.reset();
+    call_.reset();
+  }
+
+  bool pump(Connection& c) override {
+    Gil::Acquire gil;
+    Call* prev = App::current();
+    App::set_current(call_.get());
+    bool done = pump_locked(c);
+    App::set_current(prev);
+    return done;
+  }
+
+ private:
+  bool pump_locked(Connection& c) {
+    Call& call = *call_;
+    for (;;) {
+      PyObject* item = PyIter_Next(iter_.get());
+      if (item == nullptr) {
+        if (PyErr_Occurred()) {
+          app_->fail(call, "Error iterating the response of");
+          return true;
+        }
+        // The end. A body held back as the only chunk gets a Content-Length.
+        if (!call.head_sent) {
+          int64_t len = pending_ ? static_cast<int64_t>(item_size(pending_.get())) : 0;
+          if (!app_->send_head(call, len)) {
+            app_->fail(call, "Error in the response head of");
+            return true;
+          }
+        }
+        if (pending_ && !app_->write_item(call, pending_.get())) {
+          app_->fail(call, "Error in the response body of");
+          return true;
+        }
+        pending_.reset();
+        c.finish_response();
+        return true;
+      }
+      PyRef it(item);
+      if (!call.head_sent && !pending_) {
+        if (!PyBytes_Check(item) && !(call.lenient && PyUnicode_Check(item))) {
+          PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
+          app_->fail(call, "Error in the response body of");
+          return true;
+        }
+        // Headers leave with the first non-empty chunk (PEP 3333); hold it
+        // back to learn whether it is also the last.
+        if (item_size(item) > 0) pending_ = std::move(it);
+        continue;
+      }
+      if (pending_) {
+        bool ok = app_->send_head(call, -1) && app_->write_item(call, pending_.get());
+        pending_.reset();
+        if (!ok) {
+          app_->fail(call, "Error in the response of");
+          return true;
+        }
+      }
+      if (!app_->write_item(call, item)) {
+        app_->fail(call, "Error in the response body of");
+        return true;
+      }
+      if (c.output_congested() || c.client_gone()) return false;
+    }
+  }
+
+  static size_t item_size(PyObject* item) {
+    if (PyBytes_Check(item)) return static_cast<size_t>(PyBytes_GET_SIZE(item));
+    Py_ssize_t n = 0;
+    if (PyUnicode_Check(item) && PyUnicode_AsUTF8AndSize(item, &n) == nullptr) PyErr_Clear();
+    return static_cast<size_t>(n);
+  }
+
+  App* app_;
+  std::unique_ptr<Call> call_;
+  PyRef result_;
+  PyRef iter_;
+  PyRef pending_;
+};
+
+}  // namespace
+
+Call::~Call() {
+  if (input) input_detach(input.get());
+}
+
+void log_exception(const char* context) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyRef exc(PyErr_GetRaisedException());
+#else
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb != nullptr && value != nullptr) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  PyRef exc(value);
+#endif
+  std::string text = context;
+  static PyObject* format = nullptr;  // traceback.format_exception, kept for the process's life.
+  if (format == nullptr) {
+    PyRef mod(PyImport_ImportModule("traceback"));
+    if (mod) format = PyObject_GetAttrString(mod.get(), "format_exception");
+  }
+  PyRef lines(format && exc ? PyObject_CallOneArg(format, exc.get()) : nullptr);
+  PyRef sep(PyUnicode_FromString(""));
+  PyRef joined(lines && sep ? PyUnicode_Join(sep.get(), lines.get()) : nullptr);
+  const char* tb_text = joined ? PyUnicode_AsUTF8(joined.get()) : nullptr;
+  text.append("\n");
+  if (tb_text != nullptr) {
+    text.append(tb_text);
+  } else {
+    text.append("(traceback unavailable)");
+  }
+  PyErr_Clear();
+  log_text(LogLevel::kError, text);
+}
+
+App::App(PyObject* target, const EnvironSettings& env, const AppSettings& settings)
+    : target_(Py_NewRef(target)), env_settings_(env), settings_(settings) {}
+
+bool App::init() {
+  if (PyList_Check(target_.get())) {
+    // Script mode: (prefix, handler) pairs, validated by the Python loader.
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(target_.get()); ++i) {
+      PyObject* pair = PyList_GET_ITEM(target_.get(), i);
+      const char* prefix;
+      PyObject* handler;
+      if (!PyArg_ParseTuple(pair, "sO", &prefix, &handler)) return false;
+      Route r;
+      r.prefix = prefix;
+      while (r.prefix.size() > 1 && r.prefix.back() == '/') r.prefix.pop_back();
+      r.handler.reset(Py_NewRef(handler));
+      routes_.push_back(std::move(r));
+    }
+    // Longest prefix first, so the first match is the longest one.
+    std::stable_sort(routes_.begin(), routes_.end(),
+                     [](const Route& a, const Route& b) { return a.prefix.size() > b.prefix.size(); });
+  } else if (!PyCallable_Check(target_.get())) {
+    PyErr_SetString(PyExc_TypeError, "the application is not callable");
+    return false;
+  }
+  start_response_.reset(make_start_response());
+  default_status_.reset(PyUnicode_FromString("200 OK"));
+  default_headers_.reset(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
+  if (!start_response_ || !default_status_ || !default_headers_) return false;
+  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0)
+    return false;
+  return env_.init(env_settings_);
+}
+
+std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
+  Gil::Acquire gil;
+  auto call = std::make_unique<Call>();
+  call->conn = &c;
+  call->app = this;
+  call->lenient = settings_.script_mode;
+
+  // PATH_INFO is the percent-decoded path, without root_path (SCRIPT_NAME).
+  std::string& path = call->path;
+  if (head.path.find('%') != std::string_view::npos)
+    percent_decode(head.path, path);
+  else
+    path.assign(head.path);
+  std::string_view rest = path;
+  const std::string& root = env_.root_path();
+  if (!root.empty() && rest.starts_with(root) && (rest.size() == root.size() || rest[root.size()] == '/'))
+    rest.remove_prefix(root.size());
+
+  PyObject* callable = target_.get();
+  std::string_view script_prefix;
+  if (!routes_.empty()) {
+    const Route* match = nullptr;
+    for (const Route& r : routes_) {
+      if (r.prefix == "/" ||
+          (rest.starts_with(r.prefix) && (rest.size() == r.prefix.size() || rest[r.prefix.size()] == '/'))) {
+        match = &r;
+        break;
+      }
+    }
+    if (match == nullptr) {
+      static constexpr std::string_view kBody = "404 Not Found\n";
+      c.start_response("404 Not Found", 404);
+      c.add_header("Content-Type", "text/plain; charset=utf-8");
+      c.end_headers(static_cast<int64_t>(kBody.size()));
+      c.write_body(kBody.data(), kBody.size());
+      c.finish_response();
+      return nullptr;
+    }
+    callable = match->handler.get();
+    if (match->prefix != "/") {
+      script_prefix = match->prefix;
+      rest.remove_prefix(match->prefix.size());
+    }
+  }
+
+  call->input.reset(input_new(&c));
+  if (!call->input) {
+    fail(*call, "Error preparing");
+    return nullptr;
+  }
+  PyRef env(env_.build(c, head, call->input.get()));
+  if (!env || !env_.set_script_path(env.get(), script_prefix, rest)) {
+    fail(*call, "Error building the environ of");
+    return nullptr;
+  }
+
+  Call* prev = current_;
+  current_ = call.get();
+  PyObject* argv[2] = {env.get(), start_response_.get()};
+  PyObject* result = PyObject_Vectorcall(callable, argv, 2, nullptr);
+  std::unique_ptr<ResponseStream> stream;
+  if (result == nullptr)
+    fail(*call, "Error handling request");
+  else
+    stream = respond(std::move(call), result);
+  current_ = prev;
+  return stream;
+}
+
+std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, PyObject* result_raw) {
+  PyRef result(result_raw);
+  Call& call = *call_owner;
+  Connection& c = *call.conn;
+  PyObject* res = result.get();
+
+  // Whole bodies: a list or tuple (the common case), bytes, or in script mode str / None.
+  PyObject* single = nullptr;
+  PyRef encoded;
+  if (PyBytes_Check(res)) {
+    single = res;
+  } else if (call.lenient && PyUnicode_Check(res)) {
+    encoded.reset(PyUnicode_AsUTF8String(res));
+    if (!encoded) {
+      fail(call, "Error encoding the response of");
+      return nullptr;
+    }
+    single = encoded.get();
+  } else if (call.lenient && res == Py_None) {
+    if (!send_head(call, 0)) {
+      fail(call, "Error in the response head of");
+      return nullptr;
+    }
+    c.finish_response();
+    return nullptr;
+  }
+  if (single != nullptr || PyList_CheckExact(res) || PyTuple_CheckExact(res)) {
+    PyObject** items = single ? &single : PySequence_Fast_ITEMS(res);
+    Py_ssize_t n = single ? 1 : PySequence_Fast_GET_SIZE(res);
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* item = items[i];
+      if (PyBytes_Check(item)) {
+        total += PyBytes_GET_SIZE(item);
+      } else if (call.lenient && PyUnicode_Check(item)) {
+        Py_ssize_t len;
+        if (PyUnicode_AsUTF8AndSize(item, &len) == nullptr) {
+          fail(call, "Error encoding the response of");
+          return nullptr;
+        }
+        total += len;
+      } else {
+        PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
+        fail(call, "Error in the response body of");
+        return nullptr;
+      }
+    }
+    if (!send_head(call, total)) {
+      fail(call, "Error in the response head of");
+      return nullptr;
+    }
+    for (Py_ssize_t i = 0; i < n; ++i) write_item(call, items[i]);
+    c.finish_response();
+    return nullptr;
+  }
+
+  // Files: a FileWrapper, or in script mode any object with fileno() and read().
+  if (Py_IS_TYPE(res, &FileWrapperType) ||
+      (call.lenient && PyObject_HasAttrString(res, "fileno") && PyObject_HasAttrString(res, "read"))) {
+    PyObject* file = Py_IS_TYPE(res, &FileWrapperType) ? file_wrapper_filelike(res) : res;
+    if (try_sendfile(call, res, file)) return nullptr;
+    if (PyErr_Occurred()) {
+      fail(call, "Error sending the file of");
+      call_close(res, call.path);
+      return nullptr;
+    }
+    if (call.lenient && !Py_IS_TYPE(res, &FileWrapperType)) {
+      // A file-like without a real descriptor: iterate it in blocks.
+      PyObject* args[1] = {res};
+      PyRef wrapped(PyObject_Vectorcall(reinterpret_cast<PyObject*>(&FileWrapperType), args, 1, nullptr));
+      if (!wrapped) {
+        fail(call, "Error wrapping the file of");
+        return nullptr;
+      }
+      result = std::move(wrapped);
+      res = result.get();
+    }
+  }
+
+  PyRef iter(PyObject_GetIter(res));
+  if (!iter) {
+    fail(call, "Error iterating the response of");
+    call_close(res, call.path);
+    return nullptr;
+  }
+  auto stream = std::make_unique<Stream>(this, std::move(call_owner), std::move(result), std::move(iter));
+  // Most iterables finish at once; only a long or slow one is kept.
+  if (stream->pump(c)) return nullptr;
+  return stream;
+}
+
+bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
+  int fd = PyObject_AsFileDescriptor(file);
+  if (fd < 0) {
+    PyErr_Clear();
+    return false;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  int64_t pos = -1;
+  if (PyObject_HasAttrString(file, "tell")) {
+    PyRef t(PyObject_CallMethod(file, "tell", nullptr));
+    if (t) pos = PyLong_AsLongLong(t.get());
+    if (pos < 0) PyErr_Clear();
+  }
+  if (pos < 0) pos = lseek(fd, 0, SEEK_CUR);
+  if (pos < 0) pos = 0;
+  int64_t len = std::max<int64_t>(0, static_cast<int64_t>(st.st_size) - pos);
+  if (!send_head(call, len)) {
+    fail(call, "Error in the response head of");
+    call_close(owner, call.path);
+    return true;
+  }
+  // The file stays open until sendfile is done: closing it is the release.
+  auto sent = std::make_unique<SentFile>(SentFile{Py_NewRef(owner), call.path});
+  call.conn->write_body_file(fd, pos, len, Releaser{close_sent_file, sent.release()});
+  call.conn->finish_response();
+  return true;
+}
+
+bool App::write_item(Call& call, PyObject* item) {
+  const char* data;
+  Py_ssize_t len;
+  if (PyBytes_Check(item)) {
+    data = PyBytes_AS_STRING(item);
+    len = PyBytes_GET_SIZE(item);
+  } else if (call.lenient && PyUnicode_Check(item)) {
+    data = PyUnicode_AsUTF8AndSize(item, &len);  // Cached in the str object.
+    if (data == nullptr) return false;
+  } else {
+    PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
+    return false;
+  }
+  if (len == 0) return true;
+  if (!call.head_sent && !send_head(call, -1)) return false;
+  if (static_cast<size_t>(len) >= kRefThreshold)
+    call.conn->write_body_ref(data, static_cast<size_t>(len), Releaser{decref_with_gil, Py_NewRef(item)});
+  else
+    call.conn->write_body(data, static_cast<size_t>(len));
+  return true;
+}
+
+void App::fail(Call& call, const char* context) {
+  std::string what = context;
+  what.append(" ");
+  what.append(call.path);
+  log_exception(what.c_str());
+  Connection& c = *call.conn;
+  if (!c.head_started())
+    c.send_error(c.body_failed() ? 400 : 500);
+  else
+    c.abort_response();  // Too late for a 500: the client sees a cut response.
+}
+
+}  // namespace fulmen::wsgi

@@ -1,0 +1,223 @@
+// Shared declarations of the CPython bridge. src/wsgi is the only place that
+// includes Python.h; Python exceptions never leave it (they become 500s and
+// log lines at the boundary).
+//
+// Threading: a worker runs its libuv loop on the main thread with the GIL
+// released, and takes the GIL only around calls into Python. All GIL moves go
+// through Gil::Acquire / Gil::Release so nested paths (a flush that drops a
+// body reference while wsgi.input is blocked in recv) never deadlock.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/connection.h"
+#include "core/handler.h"
+
+namespace fulmen::wsgi {
+
+// ---------------------------------------------------------------- GIL
+
+class Gil {
+ public:
+  // RAII: holds the GIL for the scope (re-entrant).
+  class Acquire {
+   public:
+    Acquire() {
+      if (depth_++ == 0) PyEval_RestoreThread(saved_);
+    }
+    ~Acquire() {
+      if (--depth_ == 0) saved_ = PyEval_SaveThread();
+    }
+    Acquire(const Acquire&) = delete;
+    Acquire& operator=(const Acquire&) = delete;
+  };
+  // RAII: lets other Python threads run for the scope (blocking I/O, the loop).
+  class Release {
+   public:
+    Release() : depth_before_(depth_) {
+      depth_ = 0;
+      saved_ = PyEval_SaveThread();
+    }
+    ~Release() {
+      PyEval_RestoreThread(saved_);
+      depth_ = depth_before_;
+    }
+    Release(const Release&) = delete;
+    Release& operator=(const Release&) = delete;
+
+   private:
+    int depth_before_;
+  };
+  // Called with the GIL held when a Python caller enters the core.
+  static void entered_from_python() { depth_ = 1; }
+
+ private:
+  static inline int depth_ = 0;
+  static inline PyThreadState* saved_ = nullptr;
+};
+
+// Owning reference, released with the GIL held by the owner's caller.
+struct PyRef {
+  PyObject* p = nullptr;
+  PyRef() = default;
+  explicit PyRef(PyObject* o) : p(o) {}
+  PyRef(const PyRef&) = delete;
+  PyRef& operator=(const PyRef&) = delete;
+  PyRef(PyRef&& o) noexcept : p(o.p) { o.p = nullptr; }
+  PyRef& operator=(PyRef&& o) noexcept {
+    std::swap(p, o.p);
+    return *this;
+  }
+  ~PyRef() { Py_XDECREF(p); }
+  PyObject* get() const { return p; }
+  PyObject* release() {
+    PyObject* r = p;
+    p = nullptr;
+    return r;
+  }
+  void reset(PyObject* o = nullptr) {
+    PyObject* old = p;
+    p = o;
+    Py_XDECREF(old);
+  }
+  explicit operator bool() const { return p != nullptr; }
+};
+
+// Logs the current Python exception with its traceback and clears it.
+void log_exception(const char* context);
+
+// ---------------------------------------------------------------- wsgi.input
+
+extern PyTypeObject InputType;
+PyObject* input_new(Connection* conn);  // New reference.
+void input_detach(PyObject* input);     // Later reads see end of body.
+
+// ---------------------------------------------------------------- wsgi.file_wrapper
+
+extern PyTypeObject FileWrapperType;
+PyObject* file_wrapper_filelike(PyObject* wrapper);  // Borrowed.
+
+// ---------------------------------------------------------------- wsgi.errors
+
+extern PyTypeObject ErrorsType;
+
+// ---------------------------------------------------------------- environ
+
+struct ListenerInfo {
+  std::string server_name;
+  std::string server_port;
+};
+
+struct EnvironSettings {
+  std::vector<ListenerInfo> listeners;
+  std::string root_path;  // SCRIPT_NAME prefix ("" or "/x")
+  bool multiprocess = false;
+};
+
+class EnvironBuilder {
+ public:
+  // Builds keys and per-listener prototype dicts. Returns false with a
+  // Python exception set on failure.
+  bool init(const EnvironSettings& settings);
+
+  // Returns a new environ dict for the request, or nullptr with an exception.
+  // `path` is the percent-decoded path; SCRIPT_NAME and PATH_INFO are set by
+  // the caller through set_script_path().
+  PyObject* build(Connection& c, const RequestHead& head, PyObject* input);
+
+  // Sets SCRIPT_NAME and PATH_INFO. script_prefix is added after root_path.
+  bool set_script_path(PyObject* env, std::string_view script_prefix, std::string_view path_info);
+
+  const std::string& root_path() const { return settings_.root_path; }
+
+ private:
+  struct KnownHeader {
+    std::string lower;
+    PyObject* key;  // interned "HTTP_..." (or CONTENT_TYPE / CONTENT_LENGTH)
+  };
+  PyObject* key_for(std::string_view name, bool* owned);
+
+  EnvironSettings settings_;
+  std::vector<PyRef> protos_;
+  std::vector<KnownHeader> known_;
+  std::vector<int16_t> table_;  // open addressing over known_
+  PyRef k_method_, k_path_, k_query_, k_protocol_, k_remote_addr_, k_remote_port_, k_raw_uri_, k_request_uri_,
+      k_input_, k_script_name_, k_http10_, k_http11_, k_empty_;
+  std::vector<std::pair<std::string, PyRef>> methods_;
+};
+
+// Percent-decodes a path (RFC 3986 2.1). Invalid escapes are kept as-is.
+void percent_decode(std::string_view in, std::string& out);
+
+// ---------------------------------------------------------------- app
+
+struct Route {
+  std::string prefix;  // "/" or "/x" (no trailing slash)
+  PyRef handler;
+};
+
+struct AppSettings {
+  bool script_mode = false;
+};
+
+class App;
+
+// The per-request response state, shared by start_response and write().
+struct Call {
+  Connection* conn = nullptr;
+  App* app = nullptr;
+  PyRef status;
+  PyRef headers;
+  PyRef input;
+  bool head_sent = false;
+  bool lenient = false;  // Script mode: str bodies, optional start_response.
+  std::string path;      // Request path, for log lines.
+  ~Call();
+};
+
+class App final : public Handler {
+ public:
+  App(PyObject* target, const EnvironSettings& env, const AppSettings& settings);
+  bool init();  // Python exception on failure.
+
+  std::unique_ptr<ResponseStream> handle(Connection& c, const RequestHead& head) override;
+
+  // Writes the response head from call's status and headers. Returns false
+  // with a Python exception when they are malformed.
+  bool send_head(Call& call, int64_t known_length);
+  // Produces one body piece (bytes, or str in lenient mode). Returns false
+  // with a Python exception when the item is of the wrong type.
+  bool write_item(Call& call, PyObject* item);
+  // Handles an exception from the app: log, 500 or abort.
+  void fail(Call& call, const char* context);
+
+  static Call* current() { return current_; }
+  static void set_current(Call* c) { current_ = c; }
+  PyObject* start_response() const { return start_response_.get(); }
+
+ private:
+  std::unique_ptr<ResponseStream> run_app(Call& call, PyObject* callable, PyObject* env);
+  std::unique_ptr<ResponseStream> respond(std::unique_ptr<Call> call, PyObject* result);
+  bool try_sendfile(Call& call, PyObject* result, PyObject* file);
+
+  PyRef target_;
+  std::vector<Route> routes_;
+  EnvironBuilder env_;
+  EnvironSettings env_settings_;
+  AppSettings settings_;
+  PyRef start_response_;
+  PyRef default_headers_;
+  PyRef default_status_;
+  std::string path_buf_;
+  static inline Call* current_ = nullptr;
+};
+
+PyObject* make_start_response();  // The reusable start_response callable.
+
+}  // namespace fulmen::wsgi

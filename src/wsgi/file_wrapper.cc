@@ -1,0 +1,137 @@
+// wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling") and
+// wsgi.errors. The server recognises a FileWrapper over a real file and sends
+// it with sendfile(2); iterating it is the portable fallback.
+#include "core/log.h"
+#include "wsgi/bridge.h"
+
+#include <structmember.h>
+
+namespace fulmen::wsgi {
+namespace {
+
+struct FileWrapper {
+  PyObject_HEAD
+  PyObject* filelike;
+  Py_ssize_t blksize;
+};
+
+int fw_init(PyObject* o, PyObject* args, PyObject* kwargs) {
+  auto* self = reinterpret_cast<FileWrapper*>(o);
+  static const char* kw[] = {"filelike", "blksize", nullptr};
+  PyObject* filelike;
+  Py_ssize_t blksize = 8192;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|n:FileWrapper", const_cast<char**>(kw), &filelike, &blksize))
+    return -1;
+  Py_XSETREF(self->filelike, Py_NewRef(filelike));
+  self->blksize = blksize > 0 ? blksize : 8192;
+  return 0;
+}
+
+PyObject* fw_iternext(PyObject* o) {
+  auto* self = reinterpret_cast<FileWrapper*>(o);
+  PyRef data(PyObject_CallMethod(self->filelike, "read", "n", self->blksize));
+  if (!data) return nullptr;
+  if (PyObject_Length(data.get()) == 0) return nullptr;
+  return data.release();
+}
+
+PyObject* fw_close(PyObject* o, PyObject*) {
+  auto* self = reinterpret_cast<FileWrapper*>(o);
+  if (PyObject_HasAttrString(self->filelike, "close")) {
+    PyRef r(PyObject_CallMethod(self->filelike, "close", nullptr));
+    if (!r) return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+void fw_dealloc(PyObject* o) {
+  auto* self = reinterpret_cast<FileWrapper*>(o);
+  PyObject_GC_UnTrack(o);
+  Py_CLEAR(self->filelike);
+  Py_TYPE(o)->tp_free(o);
+}
+
+int fw_traverse(PyObject* o, visitproc visit, void* arg) {
+  Py_VISIT(reinterpret_cast<FileWrapper*>(o)->filelike);
+  return 0;
+}
+
+int fw_clear(PyObject* o) {
+  Py_CLEAR(reinterpret_cast<FileWrapper*>(o)->filelike);
+  return 0;
+}
+
+PyMethodDef fw_methods[] = {{"close", fw_close, METH_NOARGS, "Closes the wrapped file."},
+                            {nullptr, nullptr, 0, nullptr}};
+
+PyMemberDef fw_members[] = {
+    {"filelike", T_OBJECT_EX, offsetof(FileWrapper, filelike), READONLY, "The wrapped file-like object."},
+    {"blksize", T_PYSSIZET, offsetof(FileWrapper, blksize), READONLY, "Block size used when iterating."},
+    {nullptr, 0, 0, 0, nullptr}};
+
+// ---------------------------------------------------------------- wsgi.errors
+
+PyObject* errors_write(PyObject*, PyObject* arg) {
+  Py_ssize_t len;
+  const char* s = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (s == nullptr) return nullptr;
+  log_text(LogLevel::kError, std::string_view(s, static_cast<size_t>(len)));
+  return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+}
+
+PyObject* errors_writelines(PyObject* self, PyObject* lines) {
+  PyRef it(PyObject_GetIter(lines));
+  if (!it) return nullptr;
+  while (PyObject* line = PyIter_Next(it.get())) {
+    PyRef l(line);
+    PyRef r(errors_write(self, line));
+    if (!r) return nullptr;
+  }
+  if (PyErr_Occurred()) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* errors_flush(PyObject*, PyObject*) { Py_RETURN_NONE; }
+
+PyMethodDef errors_methods[] = {
+    {"write", errors_write, METH_O, "Writes a string to the server's error log."},
+    {"writelines", errors_writelines, METH_O, "Writes each string of an iterable to the error log."},
+    {"flush", errors_flush, METH_NOARGS, "No-op: every write goes out at once."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
+PyTypeObject FileWrapperType = [] {
+  PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "fulmen._core.FileWrapper";
+  t.tp_basicsize = sizeof(FileWrapper);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
+  t.tp_doc =
+      "FileWrapper(filelike, blksize=8192): wsgi.file_wrapper. Returned from an app, a wrapper over a real file "
+      "is sent with sendfile(2) from the file's current position.";
+  t.tp_init = fw_init;
+  t.tp_new = PyType_GenericNew;
+  t.tp_dealloc = fw_dealloc;
+  t.tp_traverse = fw_traverse;
+  t.tp_clear = fw_clear;
+  t.tp_iter = PyObject_SelfIter;
+  t.tp_iternext = fw_iternext;
+  t.tp_methods = fw_methods;
+  t.tp_members = fw_members;
+  return t;
+}();
+
+PyTypeObject ErrorsType = [] {
+  PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "fulmen._core.ErrorStream";
+  t.tp_basicsize = sizeof(PyObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT;
+  t.tp_doc = "wsgi.errors: a text stream into the server's error log.";
+  t.tp_new = PyType_GenericNew;
+  t.tp_methods = errors_methods;
+  return t;
+}();
+
+PyObject* file_wrapper_filelike(PyObject* wrapper) { return reinterpret_cast<FileWrapper*>(wrapper)->filelike; }
+
+}  // namespace fulmen::wsgi

@@ -1,0 +1,182 @@
+// fulmen._core: the extension module. serve() turns the settings the Python
+// side validated into core configuration, then runs the master; each forked
+// worker runs its event loop with the GIL released.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "core/log.h"
+#include "core/master.h"
+#include "core/worker.h"
+#include "wsgi/bridge.h"
+
+namespace fulmen::wsgi {
+namespace {
+
+// Reads options[name]; returns false with an exception when of the wrong type.
+bool opt_int(PyObject* options, const char* name, long long* out) {
+  PyObject* v = PyDict_GetItemString(options, name);  // Borrowed.
+  if (v == nullptr || v == Py_None) return true;
+  long long x = PyLong_AsLongLong(v);
+  if (x == -1 && PyErr_Occurred()) return false;
+  if (x < 0) {
+    PyErr_Format(PyExc_ValueError, "option %s must not be negative", name);
+    return false;
+  }
+  *out = x;
+  return true;
+}
+
+bool opt_ms(PyObject* options, const char* name, uint64_t* out) {
+  PyObject* v = PyDict_GetItemString(options, name);
+  if (v == nullptr || v == Py_None) return true;
+  double x = PyFloat_AsDouble(v);
+  if (x == -1.0 && PyErr_Occurred()) return false;
+  if (!(x >= 0) || !std::isfinite(x)) {
+    PyErr_Format(PyExc_ValueError, "option %s must be a non-negative number of seconds", name);
+    return false;
+  }
+  *out = static_cast<uint64_t>(x * 1000.0);
+  return true;
+}
+
+bool opt_str(PyObject* options, const char* name, std::string* out) {
+  PyObject* v = PyDict_GetItemString(options, name);
+  if (v == nullptr || v == Py_None) return true;
+  const char* s = PyUnicode_AsUTF8(v);
+  if (s == nullptr) return false;
+  *out = s;
+  return true;
+}
+
+bool opt_bool(PyObject* options, const char* name, bool* out) {
+  PyObject* v = PyDict_GetItemString(options, name);
+  if (v == nullptr || v == Py_None) return true;
+  int b = PyObject_IsTrue(v);
+  if (b < 0) return false;
+  *out = b != 0;
+  return true;
+}
+
+LogLevel parse_level(const std::string& s) {
+  if (s == "debug") return LogLevel::kDebug;
+  if (s == "warning") return LogLevel::kWarning;
+  if (s == "error") return LogLevel::kError;
+  if (s == "critical") return LogLevel::kCritical;
+  return LogLevel::kInfo;
+}
+
+PyObject* serve(PyObject*, PyObject* args) {
+  PyObject *target, *listeners, *options;
+  if (!PyArg_ParseTuple(args, "OO!O!:serve", &target, &PyList_Type, &listeners, &PyDict_Type, &options))
+    return nullptr;
+
+  WorkerConfig wc;
+  MasterConfig mc;
+  EnvironSettings es;
+  AppSettings as;
+  long long workers = 1, max_line = 8190, max_head = 65536, max_headers = 100, max_conns = 16384,
+            max_body = 1 << 20;
+  std::string level = "info";
+  if (!opt_int(options, "workers", &workers) || !opt_int(options, "max_request_line", &max_line) ||
+      !opt_int(options, "max_header_size", &max_head) || !opt_int(options, "max_headers", &max_headers) ||
+      !opt_int(options, "max_connections", &max_conns) || !opt_int(options, "max_body_buffer", &max_body) ||
+      !opt_ms(options, "keepalive_timeout", &wc.keepalive_ms) || !opt_ms(options, "header_timeout", &wc.header_ms) ||
+      !opt_ms(options, "body_timeout", &wc.body_ms) || !opt_ms(options, "send_timeout", &wc.send_ms) ||
+      !opt_ms(options, "graceful_timeout", &wc.graceful_ms) || !opt_str(options, "server_header", &wc.server_header) ||
+      !opt_str(options, "root_path", &es.root_path) || !opt_str(options, "log_level", &level) ||
+      !opt_bool(options, "script_mode", &as.script_mode))
+    return nullptr;
+  if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
+    PyErr_SetString(PyExc_ValueError, "workers, max_headers (<= 128) and max_connections must be >= 1");
+    return nullptr;
+  }
+  wc.limits.max_request_line = static_cast<size_t>(max_line);
+  wc.limits.max_head = static_cast<size_t>(max_head);
+  wc.limits.max_headers = static_cast<size_t>(max_headers);
+  wc.max_connections = static_cast<size_t>(max_conns);
+  wc.max_body_buffer = static_cast<size_t>(max_body);
+  mc.workers = static_cast<int>(workers);
+  mc.graceful_ms = wc.graceful_ms;
+  es.multiprocess = workers > 1;
+  set_log_level(parse_level(level));
+
+  std::vector<int> fds;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(listeners); ++i) {
+    int fd;
+    const char *name, *port;
+    if (!PyArg_ParseTuple(PyList_GET_ITEM(listeners, i), "iss", &fd, &name, &port)) return nullptr;
+    fds.push_back(fd);
+    es.listeners.push_back({name, port});
+  }
+  if (fds.empty()) {
+    PyErr_SetString(PyExc_ValueError, "serve() needs at least one listener");
+    return nullptr;
+  }
+
+  App app(target, es, as);
+  if (!app.init()) return nullptr;
+
+  MasterHooks hooks;
+  hooks.before_fork = [] { PyOS_BeforeFork(); };
+  hooks.after_fork_parent = [] { PyOS_AfterFork_Parent(); };
+  hooks.after_fork_child = [] { PyOS_AfterFork_Child(); };
+  hooks.worker_main = [&]() -> int {
+    Worker worker(wc, fds, app);
+    int status;
+    {
+      Gil::Release nogil;
+      status = worker.run();
+    }
+    return status;
+  };
+
+  Gil::entered_from_python();
+  MasterResult r = run_master(mc, hooks);
+  if (r.is_worker) {
+    // A worker never returns into the CLI: that code (and its cleanup of
+    // unix sockets, say) belongs to the master. Flush Python's streams and leave.
+    PyRef out(PySys_GetObject("stdout") ? PyObject_CallMethod(PySys_GetObject("stdout"), "flush", nullptr) : nullptr);
+    PyRef err(PySys_GetObject("stderr") ? PyObject_CallMethod(PySys_GetObject("stderr"), "flush", nullptr) : nullptr);
+    PyErr_Clear();
+    _exit(r.status);
+  }
+  return PyLong_FromLong(r.status);
+}
+
+PyObject* py_log(PyObject*, PyObject* args) {
+  int level;
+  const char* msg;
+  if (!PyArg_ParseTuple(args, "is:log", &level, &msg)) return nullptr;
+  log_text(static_cast<LogLevel>(level), msg);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef module_methods[] = {
+    {"serve", serve, METH_VARARGS,
+     "serve(target, listeners, options) -> int\n\nRuns the master and its workers until stopped; returns the exit "
+     "status.\ntarget: a WSGI callable, or a list of (prefix, handler) pairs (script mode).\nlisteners: list of "
+     "(fd, server_name, server_port) for bound, listening, non-blocking sockets.\noptions: settings by name."},
+    {"log", py_log, METH_VARARGS, "log(level: int, message: str): writes one line to the error log."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "fulmen._core", "fulmen's C++ server core (private).", -1,
+                          module_methods};
+
+}  // namespace
+}  // namespace fulmen::wsgi
+
+PyMODINIT_FUNC PyInit__core() {
+  using namespace fulmen::wsgi;
+  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0)
+    return nullptr;
+  PyObject* m = PyModule_Create(&module_def);
+  if (m == nullptr) return nullptr;
+  if (PyModule_AddObject(m, "FileWrapper", Py_NewRef(reinterpret_cast<PyObject*>(&FileWrapperType))) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
+}

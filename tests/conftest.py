@@ -1,0 +1,221 @@
+"""Fixtures that run the real server in a subprocess and talk to it over real sockets.
+
+The server is started with ``--bind 127.0.0.1:0``; the fixture reads the port the kernel
+chose from the server's own "Listening at:" line (no port-picking race, no sleeps), and
+every test ends by checking the server's log for sanitizer reports and crashes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+LISTEN_RE = re.compile(r"Listening at: (http://\[?([^\]\s]+?)\]?:(\d+)|unix:(\S+))")
+BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault|was killed by signal")
+
+
+class Server:
+    """A running fulmen process (master and workers)."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False):
+        full_env = dict(os.environ)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")])
+        if env:
+            full_env.update(env)
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fulmen", *args],
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.unix_path: str | None = None
+        if not expect_fail:
+            m = self.wait_for(LISTEN_RE)
+            if m.group(4):
+                self.unix_path = m.group(4)
+            else:
+                self.host, self.port = m.group(2), int(m.group(3))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str] | str, timeout: float = 20.0, start: int = 0) -> re.Match[str]:
+        """Waits until a log line matches; fails with the log if the server dies or time runs out."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"server exited ({self.proc.returncode}) before {rx.pattern!r}:\n{self.log}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting for {rx.pattern!r}:\n{self.log}")
+                self._cond.wait(min(left, 0.2))
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        if self.unix_path:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(self.unix_path)
+            return s
+        s = socket.create_connection((self.host, self.port), timeout=timeout)
+        return s
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError(f"server did not stop on signal {sig}:\n{self.log}")
+        self._reader.join(5)
+        return rc
+
+    def check_clean(self) -> None:
+        bad = [line for line in self.lines if BAD_LOG.search(line)]
+        assert not bad, "server log shows a crash or sanitizer report:\n" + self.log
+
+
+@pytest.fixture
+def serve(request):
+    """serve(*args, cwd=APPS, env=None) -> Server; stopped and checked at teardown."""
+    servers: list[Server] = []
+
+    def start(*args: str, cwd: Path = APPS, env: dict[str, str] | None = None, expect_fail: bool = False) -> Server:
+        has_bind = any(a in ("-b", "--bind") or a.startswith("--bind=") for a in args)
+        full = list(args) if has_bind else ["--bind", "127.0.0.1:0", *args]
+        srv = Server(full, cwd, env, expect_fail)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        rc = srv.stop()
+        srv.check_clean()
+        if not getattr(srv, "expect_nonzero", False):
+            assert rc in (0, -signal.SIGTERM), f"server exit status {rc}:\n{srv.log}"
+
+
+def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes, bytes]:
+    """Reads one HTTP/1.x response from a raw socket (Content-Length, chunked or close-delimited).
+
+    Returns (status, headers with lower-case names, body, leftover bytes). Relies on a
+    module-level buffer kept on the socket object for pipelined responses.
+    """
+    buf: bytearray = getattr(sock, "_fulmen_buf", bytearray())
+
+    def fill() -> bool:
+        data = sock.recv(65536)
+        if not data:
+            return False
+        buf.extend(data)
+        return True
+
+    while b"\r\n\r\n" not in buf:
+        if not fill():
+            raise ConnectionError(f"connection closed before a full head: {bytes(buf)!r}")
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    buf[:] = rest
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        headers[key] = (headers[key] + ", " + value.strip()) if key in headers else value.strip()
+    body = b""
+    if head_only or status < 200 or status in (204, 304):
+        pass
+    elif "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(buf) < n:
+            if not fill():
+                raise ConnectionError("connection closed inside the body")
+        body, buf[:] = bytes(buf[:n]), buf[n:]
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            while b"\r\n" not in buf:
+                if not fill():
+                    raise ConnectionError("connection closed inside a chunk size")
+            line, _, rest = bytes(buf).partition(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            buf[:] = rest
+            while len(buf) < size + 2:
+                if not fill():
+                    raise ConnectionError("connection closed inside a chunk")
+            out.extend(buf[:size])
+            assert buf[size : size + 2] == b"\r\n"
+            buf[:] = buf[size + 2 :]
+            if size == 0:
+                break
+        body = bytes(out)
+    else:
+        while fill():
+            pass
+        body, buf[:] = bytes(buf), bytearray()
+    sock._fulmen_buf = buf  # type: ignore[attr-defined]
+    return status, headers, body, bytes(buf)
+
+
+def recv_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Reads until the server closes the connection; fails if it does not."""
+    sock.settimeout(timeout)
+    data = bytearray(getattr(sock, "_fulmen_buf", b""))
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data.extend(chunk)
+
+
+def request(srv: Server, raw: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
+    with srv.connect() as s:
+        s.sendall(raw)
+        return read_response(s)
