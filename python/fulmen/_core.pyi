@@ -1,0 +1,69 @@
+"""Type stubs for ``fulmen._core``, the native extension holding the server.
+
+Only ``fulmen.cli.serve`` calls it. The ``Options`` keys are the rows of
+``fulmen.settings.SETTINGS`` plus ``script_mode`` and ``multiprocess``;
+tests/test_cli.py checks that the two lists stay the same.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypedDict
+
+#: A WSGI application, or a script-mode handler (which may also return a
+#: single str or bytes as the whole body).
+_App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes] | bytes | str]
+
+class Options(TypedDict):
+    """Every setting, typed and validated by ``fulmen.settings``."""
+
+    # Listening sockets (already opened by Python; informational here).
+    bind: list[str]
+    backlog: int
+    reuse_port: bool
+    # Processes.
+    workers: int  # >= 1; the master forks this many workers
+    max_connections: int  # per worker
+    graceful_timeout: float  # seconds, >= 0
+    # Timeouts, in seconds (finite floats).
+    keepalive_timeout: float  # >= 0; 0 disables keep-alive
+    header_timeout: float  # > 0
+    body_timeout: float  # > 0
+    send_timeout: float  # > 0
+    # HTTP limits.
+    max_request_line: int  # bytes, -> 414
+    max_header_size: int  # bytes of the whole head, -> 431
+    max_headers: int  # 1..128, -> 431
+    max_body_buffer: int  # bytes read before the application is called, >= 0
+    server_header: str  # printable ASCII; "" = no Server header
+    # Application.
+    chdir: str  # already applied by Python; "" = unset
+    root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Logging.
+    log_level: str  # "debug" | "info" | "warning" | "error" | "critical"
+    # Configuration and commands (already handled by Python).
+    config: str
+    check_config: bool
+    print_config: bool
+    # Added by fulmen.cli.serve.
+    script_mode: bool  # target is a list of (prefix, handler) routes
+    multiprocess: bool  # workers > 1, for wsgi.multiprocess
+
+def serve(
+    target: _App | list[tuple[str, _App]],
+    listeners: Sequence[tuple[int, str, str]],
+    options: Options,
+) -> int:
+    """Run the master process and its workers until stopped; blocking.
+
+    *target* is the WSGI callable, or in script mode a list of
+    ``(prefix, handler)`` routes: each prefix starts with "/", has no trailing
+    "/" unless it is "/", and is unique; the longest matching prefix wins
+    (SCRIPT_NAME = root_path + prefix, PATH_INFO = the rest).
+
+    *listeners* are ``(fd, server_name, server_port)`` for sockets that are
+    bound, listening, non-blocking and inheritable; the caller owns them and
+    keeps them open until this returns. For a unix socket, server_name is its
+    path and server_port is "".
+
+    Returns the master's exit status: 0 after a graceful stop (SIGTERM or
+    SIGINT), 3 when a worker failed to boot.
+    """

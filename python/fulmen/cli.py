@@ -1,0 +1,539 @@
+"""The ``fulmen`` command: argv -> settings -> application -> sockets -> core.
+
+``main()`` is the console script and ``python -m fulmen``; ``run_app()`` is the
+same path for ``fulmen.run()``, raising exceptions instead of exiting. Both go
+through ``start()``:
+
+1. settings are resolved (``settings.resolve``) and TARGET is parsed;
+2. the open-files limit is raised, --chdir applied, the directory put first
+   on ``sys.path``;
+3. the application is loaded (``loader.load``) -- in this, the master,
+   process, before any worker exists;
+4. ``--check-config`` stops here; otherwise the listening sockets are opened,
+   one "Listening at:" line logged per socket, and ``fulmen._core.serve``
+   runs until the server stops. Its return value is the exit status.
+
+Every failure before serving is one line on stderr, ``fulmen: error: ...``,
+preceded by a traceback only when the application's or the config file's own
+code raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import enum
+import os
+import re
+import socket
+import stat
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from . import __version__, _log
+from .loader import (
+    AppLoadError,
+    Loaded,
+    ModuleTarget,
+    ScriptTarget,
+    TargetError,
+    load,
+    load_object,
+    parse_target,
+)
+from .settings import (
+    ADDRESS_FORMS,
+    BY_NAME,
+    CLI,
+    ENV,
+    FILE,
+    SETTINGS,
+    Address,
+    ConfigFileError,
+    Setting,
+    SettingError,
+    Settings,
+    parse_address,
+    resolve,
+)
+
+__all__ = ["BindError", "CoreUnavailable", "ExitCode", "main", "open_listeners", "run_app", "start"]
+
+PROG = "fulmen"
+
+
+class ExitCode(enum.IntEnum):
+    """The exit statuses of ``fulmen`` (3 and 4 as in gunicorn)."""
+
+    OK = 0
+    ERROR = 1  # a runtime failure: cannot listen, native extension missing
+    USAGE = 2  # a bad option, setting, TARGET or PATHS
+    WORKER_BOOT_ERROR = 3  # returned by the core when a worker fails to boot
+    APP_LOAD_ERROR = 4  # the application failed to import or build
+
+
+class UsageError(Exception):
+    """A command-line error; the message is one line."""
+
+
+class BindError(OSError):
+    """A listening socket could not be opened; the message names the address."""
+
+
+class CoreUnavailable(ImportError):
+    """The native extension ``fulmen._core`` cannot be imported."""
+
+
+# --------------------------------------------------------------------------
+# Command line, generated from the settings table
+# --------------------------------------------------------------------------
+
+_ARGUMENT_ERROR = re.compile(r"argument (?P<flags>\S+): (?P<problem>.*)", re.DOTALL)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(_rephrase(message, list(self._option_string_actions)))
+
+
+def _rephrase(message: str, options: Sequence[str]) -> str:
+    """Turn argparse's messages into ``<flag>: <problem>``."""
+    unrecognized = message.removeprefix("unrecognized arguments: ")
+    if unrecognized != message:
+        first = unrecognized.split(" ")[0]
+        if not first.startswith("-"):
+            return f"{first}: unexpected argument (only one TARGET may be given)"
+        name = first.split("=")[0]
+        matches = difflib.get_close_matches(name, [o for o in options if o.startswith("--")], n=1)
+        return f"{name}: unknown option" + (f" (did you mean {matches[0]}?)" if matches else "")
+    match = _ARGUMENT_ERROR.fullmatch(message)
+    if match:
+        flags = match["flags"].split("/")
+        flag = next((f for f in flags if f.startswith("--")), flags[0])
+        problem = match["problem"]
+        if problem == "expected one argument":
+            problem = "expected a value"
+        elif problem.startswith("ignored explicit argument"):
+            problem = "takes no value, got " + problem.removeprefix("ignored explicit argument ")
+        return f"{flag}: {problem}"
+    return message
+
+
+def _default_text(setting: Setting) -> str:
+    value = setting.default
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(value)
+    if value == "":
+        return "unset" if setting.convert.type_name == "path" else "''"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _help_text(setting: Setting) -> str:
+    notes = []
+    if FILE in setting.sources:  # a real setting, not a one-shot command
+        notes.append(f"default: {_default_text(setting)}")
+    if setting.env:
+        notes.append(f"env: {setting.env}")
+    text = setting.help + (f" [{'; '.join(notes)}]" if notes else "")
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+_EPILOG = f"""\
+TARGET is MODULE:CALLABLE, MODULE (meaning MODULE:application), MODULE:FACTORY()
+(with literal arguments, e.g. app:create_app("prod")), or the path of a .py
+script that defines PATHS = [(prefix, handler), ...] (Fapws4 script mode).
+
+Bind addresses: {ADDRESS_FORMS};
+":PORT" means 0.0.0.0:PORT.
+
+Every setting is also read from the environment variable FULMEN_<NAME>
+(e.g. FULMEN_WORKERS=4) and from a --config file (workers = 4). The command
+line wins over the environment, which wins over the config file.
+
+Exit status: 0 stopped normally; 1 runtime error (e.g. cannot listen);
+2 usage or configuration error; 3 a worker failed to boot; 4 the application
+failed to load.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser, one option per row of the settings table.
+
+    Options left out of argv are absent from the namespace (their default is
+    SUPPRESS), so that the environment and the config file can supply them.
+    """
+    parser = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [OPTIONS] TARGET",
+        description="fulmen: a WSGI server with its core in C++.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # "--work" must not silently mean "--workers"
+    )
+    parser.add_argument(
+        "target", nargs="?", metavar="TARGET", default=None,
+        help="the application to serve (see below)",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in SETTINGS:
+        if CLI not in setting.sources:
+            continue
+        group = groups.get(setting.section)
+        if group is None:
+            group = groups[setting.section] = parser.add_argument_group(setting.section)
+        flags = [f for f in (setting.short, setting.flag) if f]
+        common: dict[str, Any] = {
+            "dest": setting.name,
+            "default": argparse.SUPPRESS,
+            "help": _help_text(setting),
+        }
+        if setting.is_flag and (ENV in setting.sources or FILE in setting.sources):
+            # --reuse-port / --no-reuse-port: the command line can override
+            # a true value from the environment or the config file.
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+        elif setting.is_flag:
+            group.add_argument(*flags, action="store_const", const=True, **common)
+        elif isinstance(setting.default, list):
+            group.add_argument(*flags, action="append", metavar=setting.metavar, **common)
+        else:
+            group.add_argument(*flags, metavar=setting.metavar, **common)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Process preparation
+# --------------------------------------------------------------------------
+
+
+def raise_nofile_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (best effort).
+
+    Each connection is a file descriptor and the default soft limit (often
+    1024) is far below ``max_connections``.
+    """
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    # Linux refuses RLIM_INFINITY for this limit; 2**20 is the default fs.nr_open.
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if wanted <= soft:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        _log.logger.debug("Raised the open files limit from %d to %d", soft, wanted)
+    except (ValueError, OSError) as error:
+        _log.logger.debug("Could not raise the open files limit from %d: %s", soft, error)
+
+
+def _prepare_process(settings: Settings) -> None:
+    raise_nofile_limit()
+    if settings["chdir"]:
+        try:
+            os.chdir(settings["chdir"])
+        except OSError as error:
+            raise SettingError(
+                settings.origins["chdir"], f"cannot change to {settings['chdir']!r}: {error.strerror}"
+            ) from None
+    # Like gunicorn: modules in the (new) current directory are importable,
+    # whichever way fulmen was started (console script or python -m).
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)
+
+
+# --------------------------------------------------------------------------
+# Listening sockets
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Listener:
+    """An open listening socket and how the core and the log name it."""
+
+    sock: socket.socket
+    url: str  # for the log: http://127.0.0.1:8000, http://[::1]:8000, unix:/path
+    server_name: str  # SERVER_NAME: the host as bound (no brackets), or the unix path
+    server_port: str  # SERVER_PORT: the real port, "" for unix sockets
+    unix_path: str | None = None
+    unix_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we created
+    owner_pid: int = field(default_factory=os.getpid)
+
+
+def _cannot(address: Address, problem: str) -> BindError:
+    return BindError(f"cannot listen on {address.text!r}: {problem}")
+
+
+def _configure_and_listen(sock: socket.socket, sockaddr: Any, backlog: int) -> None:
+    sock.bind(sockaddr)
+    sock.listen(backlog)
+    # The core multiplexes the socket in every worker: non-blocking, and kept
+    # open across the fork/exec that starts workers.
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+
+
+def _open_tcp(address: Address, backlog: int, reuse_port: bool) -> Listener:
+    try:
+        infos = socket.getaddrinfo(
+            address.host, address.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except socket.gaierror as error:
+        raise _cannot(address, f"cannot resolve {address.host!r}: {error.strerror}") from None
+    family, _, proto, _, sockaddr = infos[0]  # the resolver's preferred address
+    sock = socket.socket(family, socket.SOCK_STREAM, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # One family per socket, the same on every system: "[::]:80" does
+            # not also take IPv4 (bind 0.0.0.0:80 as well for that).
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        _configure_and_listen(sock, sockaddr, backlog)
+    except OSError as error:
+        sock.close()
+        raise _cannot(address, error.strerror or str(error)) from None
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+    return Listener(sock=sock, url=url, server_name=address.host, server_port=str(port))
+
+
+def _unix_socket_is_live(path: str) -> bool:
+    """True when a server accepts connections on the unix socket *path*."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except TimeoutError:
+        return True  # listening, with a full backlog
+    except OSError:
+        return False  # ECONNREFUSED: nobody listens, the file is stale
+    finally:
+        probe.close()
+    return True
+
+
+def _open_unix(address: Address, backlog: int) -> Listener:
+    path = address.path
+    assert path is not None
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        # Only a socket left behind by a dead server may be removed.
+        if not stat.S_ISSOCK(mode):
+            raise _cannot(address, f"{path!r} exists and is not a socket")
+        if _unix_socket_is_live(path):
+            raise _cannot(address, "another server is listening on it")
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _configure_and_listen(sock, path, backlog)
+        info = os.stat(path)
+    except OSError as error:
+        sock.close()
+        raise _cannot(address, error.strerror or str(error)) from None
+    return Listener(
+        sock=sock, url=f"unix:{path}", server_name=path, server_port="",
+        unix_path=path, unix_id=(info.st_dev, info.st_ino),
+    )
+
+
+def open_listeners(binds: Sequence[str], backlog: int, reuse_port: bool) -> list[Listener]:
+    """Open, bind and listen on every address of *binds*; all or none.
+
+    Raises ``BindError`` naming the first address that fails, after closing
+    the sockets already opened.
+    """
+    listeners: list[Listener] = []
+    try:
+        for text in binds:
+            address = parse_address(text)
+            if address.is_unix:
+                listeners.append(_open_unix(address, backlog))
+            else:
+                listeners.append(_open_tcp(address, backlog, reuse_port))
+    except BaseException:
+        close_listeners(listeners)
+        raise
+    return listeners
+
+
+def close_listeners(listeners: Sequence[Listener]) -> None:
+    """Close the sockets; remove the unix socket files this process created."""
+    for listener in listeners:
+        listener.sock.close()
+        # A forked worker returning here must not remove the master's file,
+        # nor may anyone remove a file another server has since put there.
+        if listener.unix_path and listener.owner_pid == os.getpid():
+            try:
+                info = os.stat(listener.unix_path)
+                if (info.st_dev, info.st_ino) == listener.unix_id:
+                    os.unlink(listener.unix_path)
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------
+# Serving
+# --------------------------------------------------------------------------
+
+
+def _import_core() -> Any:
+    # Imported here, not at the top: --help, --version, --check-config and
+    # usage errors work without the native extension.
+    try:
+        from . import _core
+    except ImportError as error:
+        raise CoreUnavailable(f"the native extension fulmen._core cannot be imported: {error}") from error
+    return _core
+
+
+def serve(loaded: Loaded, settings: Settings) -> int:
+    """Open the listeners and run ``fulmen._core.serve``; return its status."""
+    core = _import_core()
+    listeners = open_listeners(settings["bind"], settings["backlog"], settings["reuse_port"])
+    try:
+        for listener in listeners:
+            _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
+        options = settings.options()
+        options["script_mode"] = loaded.script_mode
+        options["multiprocess"] = settings["workers"] > 1
+        sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
+        # Blocks until the master stops; the socket objects stay referenced
+        # (and open) in `listeners` all along.
+        return int(core.serve(loaded.target, sockets, options))
+    finally:
+        close_listeners(listeners)
+
+
+def start(what: ModuleTarget | ScriptTarget | object, settings: Settings) -> int:
+    """Prepare the process, load *what*, then check or serve it.
+
+    *what* is a parsed TARGET, or for ``fulmen.run`` a WSGI callable or a
+    PATHS list. Raises ``SettingError``/``TargetError`` (ValueError),
+    ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
+    """
+    _prepare_process(settings)
+    loaded = load(what) if isinstance(what, (ModuleTarget, ScriptTarget)) else load_object(what)
+    if settings["check_config"]:
+        print("OK", flush=True)
+        return ExitCode.OK
+    return serve(loaded, settings)
+
+
+def _fail(message: str, code: ExitCode, details: str | None = None) -> int:
+    if details:
+        sys.stderr.write(details if details.endswith("\n") else details + "\n")
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fulmen`` command; returns the exit status (see ``ExitCode``)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        return 128 + 2  # as a shell reports SIGINT; no traceback for ^C at startup
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        namespace = build_parser().parse_args(argv)
+    except UsageError as error:
+        return _fail(str(error), ExitCode.USAGE)
+    except SystemExit as exit_:  # --help and --version
+        return exit_.code if isinstance(exit_.code, int) else ExitCode.OK
+
+    given = {name: value for name, value in vars(namespace).items() if name in BY_NAME}
+    try:
+        settings = resolve(given, os.environ)
+    except ConfigFileError as error:
+        return _fail(str(error), ExitCode.USAGE, error.details)
+    except SettingError as error:
+        return _fail(str(error), ExitCode.USAGE)
+
+    _log.configure(settings["log_level"])
+    for warning in settings.warnings:
+        _log.logger.warning("%s", warning)
+
+    if settings["print_config"]:
+        sys.stdout.write(settings.render())
+        sys.stdout.flush()
+        if not settings["check_config"]:
+            return ExitCode.OK
+    if namespace.target is None:
+        return _fail(
+            "TARGET: missing application (MODULE:CALLABLE, MODULE or a path to a .py script)",
+            ExitCode.USAGE,
+        )
+
+    try:
+        return start(parse_target(namespace.target), settings)
+    except (TargetError, SettingError) as error:
+        return _fail(str(error), ExitCode.USAGE)
+    except AppLoadError as error:
+        return _fail(str(error), ExitCode.APP_LOAD_ERROR, error.details)
+    except (BindError, CoreUnavailable) as error:
+        return _fail(str(error), ExitCode.ERROR)
+
+
+# --------------------------------------------------------------------------
+# fulmen.run()
+# --------------------------------------------------------------------------
+
+
+def _bind_for(host: str, port: object) -> str:
+    if host.startswith("unix:"):
+        return host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{host}:{port}"
+
+
+def _keyword(setting: Setting) -> str:
+    return setting.name
+
+
+def run_app(
+    app: object,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    overrides: dict[str, object],
+) -> int:
+    """The implementation of ``fulmen.run``; see its docstring."""
+    given = dict(overrides)
+    for name in ("check_config", "print_config"):
+        if name in given:
+            raise ValueError(f"{name}: only available on the command line ({BY_NAME[name].flag})")
+    if host is not None or port is not None:
+        if "bind" in given:
+            raise ValueError("bind: give either host/port or bind, not both")
+        given["bind"] = [_bind_for("127.0.0.1" if host is None else host, 8000 if port is None else port)]
+    if workers is not None:
+        given["workers"] = workers
+
+    settings = resolve(given, os.environ, label=_keyword)
+    _log.configure(settings["log_level"])
+    for warning in settings.warnings:
+        _log.logger.warning("%s", warning)
+    # A TARGET string is parsed before --chdir applies, as on the command line.
+    what = parse_target(app) if isinstance(app, str) else app
+    return start(what, settings)

@@ -1,0 +1,765 @@
+"""fulmen's settings: one data table, and the rules that fill it.
+
+Every setting is one row of ``SETTINGS``: its name, where it may come from, the
+converter that types and validates it, its default and its help. Everything
+else is generated from that table: the command-line options (``cli.py``), the
+``FULMEN_<NAME>`` environment variables, the names a config file may assign,
+the ``options`` dict handed to ``fulmen._core.serve`` and ``docs/settings.md``
+(``tools/gen_settings_doc.py``). To add a setting, add a row; nothing else here
+needs to change.
+
+Precedence, highest first: command line (or the keyword arguments of
+``fulmen.run``) > environment > config file > default.
+
+A converter takes the raw value as it arrives -- a ``str`` from the command line
+or the environment, any Python object from a config file or ``fulmen.run`` --
+and returns the typed value or raises ``InvalidValue`` with a one-line problem.
+``resolve`` adds where the value came from, so the user reads e.g.
+``--workers: expected an integer >= 1, got 'x'``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import socket
+import traceback
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, NoReturn
+
+__all__ = [
+    "BY_NAME",
+    "ENV_PREFIX",
+    "SETTINGS",
+    "Address",
+    "ConfigFileError",
+    "InvalidValue",
+    "Setting",
+    "SettingError",
+    "Settings",
+    "cli_label",
+    "parse_address",
+    "resolve",
+]
+
+ENV_PREFIX: Final = "FULMEN_"
+
+# The sources a setting may come from. Most settings accept all three; the
+# config file path and the one-shot commands (--check-config) are CLI-only or
+# CLI + environment, because reading them from a config file makes no sense.
+CLI: Final = "cli"
+ENV: Final = "env"
+FILE: Final = "file"
+ALL_SOURCES: Final = frozenset({CLI, ENV, FILE})
+
+
+class InvalidValue(ValueError):
+    """Raised by a converter; the message is the problem alone, without where."""
+
+
+class SettingError(ValueError):
+    """A setting has a value it cannot take.
+
+    ``str(error)`` is one line: ``<where>: <problem>``, where *where* names the
+    source (``--workers``, ``FULMEN_WORKERS``, ``conf.py: workers``, or the
+    keyword argument of ``fulmen.run``).
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+class ConfigFileError(SettingError):
+    """The config file could not be executed.
+
+    ``details`` holds the formatted traceback of the exception the file raised,
+    which the CLI prints before the one-line summary.
+    """
+
+    def __init__(self, path: str, problem: str, details: str) -> None:
+        super().__init__(path, problem)
+        self.details = details
+
+
+def _shown(raw: object, limit: int = 60) -> str:
+    """``repr(raw)`` cut to a length that keeps an error message on one line."""
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------
+# Converters. Each knows how to describe what it accepts (for messages and the
+# docs), how to turn a raw value into the typed one, and how to write a typed
+# value back as Python source (for --print-config and the docs).
+# --------------------------------------------------------------------------
+
+
+class Converter:
+    """Base class: ``convert(raw) -> typed value``; raises ``InvalidValue``."""
+
+    #: The type as shown in the docs.
+    type_name: ClassVar[str] = "str"
+
+    @property
+    def expected(self) -> str:
+        """What the converter accepts, as it reads after "expected ..."."""
+        raise NotImplementedError
+
+    def __call__(self, raw: object) -> Any:
+        raise NotImplementedError
+
+    def from_env(self, text: str) -> Any:
+        """Convert an environment variable's text (only lists differ)."""
+        return self(text)
+
+    def reject(self, raw: object) -> NoReturn:
+        raise InvalidValue(f"expected {self.expected}, got {_shown(raw)}")
+
+    def to_source(self, value: Any) -> str:
+        """The typed value written as Python source, e.g. ``4096`` or ``'info'``."""
+        return repr(value)
+
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+# Plain decimal notation only: no exponent, no inf/nan, no unicode digits.
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+@dataclass(frozen=True)
+class Integer(Converter):
+    """An integer in [low, high] (high None = unbounded)."""
+
+    low: int
+    high: int | None = None
+    type_name: ClassVar[str] = "int"
+
+    @property
+    def expected(self) -> str:
+        if self.high is None:
+            return f"an integer >= {self.low}"
+        return f"an integer from {self.low} to {self.high}"
+
+    def __call__(self, raw: object) -> int:
+        if isinstance(raw, bool):  # bool is an int subclass; True is not 1 worker
+            self.reject(raw)
+        if isinstance(raw, int):
+            value = raw
+        elif isinstance(raw, str) and _INT_RE.fullmatch(raw.strip()):
+            value = int(raw.strip())
+        else:
+            self.reject(raw)
+        if value < self.low or (self.high is not None and value > self.high):
+            self.reject(raw)
+        return value
+
+
+@dataclass(frozen=True)
+class Seconds(Converter):
+    """A finite duration in seconds, as a float; zero allowed only if allow_zero."""
+
+    allow_zero: bool
+    type_name: ClassVar[str] = "float (seconds)"
+
+    @property
+    def expected(self) -> str:
+        return "a number of seconds " + (">= 0" if self.allow_zero else "> 0")
+
+    def __call__(self, raw: object) -> float:
+        if isinstance(raw, bool):
+            self.reject(raw)
+        if isinstance(raw, (int, float)):
+            value = float(raw)
+        elif isinstance(raw, str) and _FLOAT_RE.fullmatch(raw.strip()):
+            value = float(raw.strip())
+        else:
+            self.reject(raw)
+        # The core turns seconds into integer milliseconds: inf/nan would overflow.
+        if not math.isfinite(value) or value < 0 or (value == 0 and not self.allow_zero):
+            self.reject(raw)
+        return value
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Boolean(Converter):
+    """True/False; from text: 1/0, true/false, yes/no, on/off (any case)."""
+
+    type_name: ClassVar[str] = "bool"
+
+    @property
+    def expected(self) -> str:
+        return "a boolean (true/false, yes/no, on/off, 1/0)"
+
+    def __call__(self, raw: object) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            word = raw.strip().lower()
+            if word in _TRUE:
+                return True
+            if word in _FALSE:
+                return False
+        self.reject(raw)
+
+
+@dataclass(frozen=True)
+class Choice(Converter):
+    """One of a fixed set of lower-case words (input is case-insensitive)."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def expected(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, str) and raw.strip().lower() in self.choices:
+            return raw.strip().lower()
+        self.reject(raw)
+
+
+@dataclass(frozen=True)
+class Text(Converter):
+    """A str accepted when ``check(value)`` is true; *description* says what passes."""
+
+    description: str
+    check: Callable[[str], bool]
+
+    @property
+    def expected(self) -> str:
+        return self.description
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, str) and self.check(raw):
+            return raw
+        self.reject(raw)
+
+
+@dataclass(frozen=True)
+class ExistingPath(Converter):
+    """A path that must exist, as a directory or as a regular file.
+
+    The empty string means "not set" and is always accepted. The value is kept
+    as given (relative paths are relative to the directory fulmen started in;
+    they are used before --chdir applies).
+    """
+
+    directory: bool
+    type_name: ClassVar[str] = "path"
+
+    @property
+    def expected(self) -> str:
+        return "an existing directory" if self.directory else "an existing file"
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, os.PathLike):
+            raw = os.fspath(raw)
+        if not isinstance(raw, str):
+            self.reject(raw)
+        if raw == "":
+            return raw
+        if self.directory and not os.path.isdir(raw):
+            raise InvalidValue(f"no such directory {_shown(raw)}")
+        if not self.directory and not os.path.isfile(raw):
+            raise InvalidValue(f"no such file {_shown(raw)}")
+        return raw
+
+
+# ---- addresses -----------------------------------------------------------
+
+#: The forms a bind address may take, as error messages and the docs show them.
+ADDRESS_FORMS: Final = "HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH"
+
+# sizeof(sockaddr_un.sun_path) is 108 on Linux, including the terminating NUL.
+_UNIX_PATH_MAX: Final = 107
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+@dataclass(frozen=True)
+class Address:
+    """One parsed bind address.
+
+    For TCP, ``host`` is an IPv4 literal, an IPv6 literal (without brackets) or
+    a host name, resolved when the socket is opened; ``port`` may be 0 (the
+    kernel picks one). For unix sockets, ``path`` is absolute.
+    """
+
+    text: str
+    host: str = ""
+    port: int = 0
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+
+def parse_address(text: str) -> Address:
+    """Parse one bind address; raises ``InvalidValue`` naming the problem.
+
+    ``:PORT`` (empty host) means every IPv4 interface, 0.0.0.0; write
+    ``[::]:PORT`` for every IPv6 interface. A relative unix socket path is made
+    absolute against the current directory, i.e. before --chdir applies.
+    """
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise InvalidValue(f"'unix:' needs a socket path, got {_shown(text)}")
+        path = os.path.abspath(path)
+        if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+            raise InvalidValue(
+                f"unix socket path is longer than {_UNIX_PATH_MAX} bytes: {_shown(path)}"
+            )
+        return Address(text=f"unix:{path}", path=path)
+
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise InvalidValue(f"expected {ADDRESS_FORMS}, got {_shown(text)}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidValue(f"invalid IPv6 address {_shown(host)} in {_shown(text)}") from None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        host = host or "0.0.0.0"
+        if not _HOSTNAME_RE.fullmatch(host):
+            raise InvalidValue(f"invalid host {_shown(host)} in {_shown(text)}")
+    elif text.count(":") > 1:
+        raise InvalidValue(f"IPv6 addresses need brackets, e.g. [::1]:8000, got {_shown(text)}")
+    else:
+        raise InvalidValue(f"missing port: expected {ADDRESS_FORMS}, got {_shown(text)}")
+
+    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+        raise InvalidValue(f"port must be a number from 0 to 65535, got {_shown(text)}")
+    return Address(text=text, host=host, port=int(port_text))
+
+
+@dataclass(frozen=True)
+class AddressList(Converter):
+    """A non-empty list of distinct bind addresses.
+
+    Accepts one address (str) or a list/tuple of them. In the environment the
+    addresses are separated by commas.
+    """
+
+    type_name: ClassVar[str] = "list of str"
+
+    @property
+    def expected(self) -> str:
+        return f"a list of addresses ({ADDRESS_FORMS})"
+
+    def __call__(self, raw: object) -> list[str]:
+        items: Sequence[object]
+        if isinstance(raw, str):
+            items = [raw]
+        elif isinstance(raw, (list, tuple)):
+            items = raw
+        else:
+            self.reject(raw)
+        if not items:
+            raise InvalidValue("needs at least one address")
+        seen: dict[str, str] = {}
+        result: list[str] = []
+        for item in items:
+            if not isinstance(item, str):
+                self.reject(raw)
+            address = parse_address(item)
+            # Normalise a little so "[::1]:80" and "[0::1]:80" compare equal.
+            key = address.path or f"{address.host}|{address.port}"
+            if address.host and ":" in address.host:
+                key = f"{ipaddress.IPv6Address(address.host)}|{address.port}"
+            if key in seen and (address.is_unix or address.port != 0):
+                raise InvalidValue(f"address {_shown(item)} is listed twice")
+            seen[key] = item
+            result.append(address.text)
+        return result
+
+    def from_env(self, text: str) -> list[str]:
+        return self([part for part in text.split(",") if part.strip()])
+
+
+# ---- text checks ---------------------------------------------------------
+
+
+def _is_root_path(value: str) -> bool:
+    # SCRIPT_NAME is "" or "/x[/y...]" without a trailing slash (PEP 3333).
+    return value == "" or (
+        value.startswith("/") and not value.endswith("/") and value.isprintable() and " " not in value
+    )
+
+
+def _is_header_value(value: str) -> bool:
+    # Printable ASCII: anything else would need encoding rules (RFC 9110 5.5),
+    # and CR/LF would let the value inject headers.
+    return all(" " <= char <= "~" for char in value) and value == value.strip()
+
+
+# --------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table.
+
+    ``name`` is the Python name (config file, ``fulmen.run`` keyword, key in
+    the options dict); the long flag and the environment variable are derived
+    from it. ``help`` is one line for ``--help``; ``details`` is extra prose
+    for docs/settings.md.
+    """
+
+    name: str
+    section: str
+    convert: Converter
+    default: Any
+    help: str
+    details: str = ""
+    short: str | None = None
+    metavar: str | None = None
+    sources: frozenset[str] = ALL_SOURCES
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str | None:
+        return ENV_PREFIX + self.name.upper() if ENV in self.sources else None
+
+    @property
+    def is_flag(self) -> bool:
+        """True when the option takes no value on the command line."""
+        return isinstance(self.convert, Boolean)
+
+
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+SETTINGS: Final[tuple[Setting, ...]] = (
+    # ---- listening sockets ----
+    Setting(
+        "bind", "Listening sockets", AddressList(), ["127.0.0.1:8000"],
+        "Address to listen on; repeat the option to listen on several.",
+        details=(
+            "Forms: `HOST:PORT` (IPv4 literal or host name; a name is resolved and the "
+            "first address is used), `[IPV6]:PORT`, `:PORT` (every IPv4 interface, "
+            "i.e. `0.0.0.0:PORT`; use `[::]:PORT` for IPv6) and `unix:PATH`. "
+            "Port 0 lets the kernel choose; the `Listening at:` log line shows the "
+            "port chosen. IPv6 sockets are IPv6-only: bind `0.0.0.0:PORT` and "
+            "`[::]:PORT` for both families. A stale unix socket file is removed "
+            "before binding; a relative unix path is relative to the directory "
+            "fulmen was started in. In the environment, separate addresses with commas."
+        ),
+        short="-b", metavar="ADDRESS",
+    ),
+    Setting(
+        "backlog", "Listening sockets", Integer(1), 4096,
+        "Length of the queue of connections not yet accepted (listen(2) backlog).",
+        details="Linux silently caps it at `net.core.somaxconn`.",
+        metavar="INT",
+    ),
+    Setting(
+        "reuse_port", "Listening sockets", Boolean(), False,
+        "Set SO_REUSEPORT on TCP sockets, so that other processes may bind the same address.",
+        details="Not available on every platform; fulmen refuses to start where it is missing.",
+    ),
+    # ---- processes ----
+    Setting(
+        "workers", "Processes", Integer(1), 1,
+        "Number of worker processes.",
+        details=(
+            "The application is loaded once, in the master process, before the workers "
+            "are forked. `wsgi.multiprocess` is true when this is greater than 1."
+        ),
+        short="-w", metavar="INT",
+    ),
+    Setting(
+        "max_connections", "Processes", Integer(1), 16384,
+        "Maximum number of open client connections per worker.",
+        details="Beyond it a worker stops accepting; new connections wait in the backlog.",
+        metavar="INT",
+    ),
+    Setting(
+        "graceful_timeout", "Processes", Seconds(allow_zero=True), 30.0,
+        "Seconds workers get to finish requests in flight after SIGTERM or SIGINT.",
+        details="Workers still running after that are killed.",
+        metavar="SECONDS",
+    ),
+    # ---- timeouts ----
+    Setting(
+        "keepalive_timeout", "Timeouts", Seconds(allow_zero=True), 5.0,
+        "Seconds an idle keep-alive connection stays open; 0 disables keep-alive.",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "header_timeout", "Timeouts", Seconds(allow_zero=False), 10.0,
+        "Seconds a client has to send a complete request head.",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "body_timeout", "Timeouts", Seconds(allow_zero=False), 30.0,
+        "Seconds a client has to send the request body.",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "send_timeout", "Timeouts", Seconds(allow_zero=False), 30.0,
+        "Seconds a client has to accept the response before the connection is closed.",
+        metavar="SECONDS",
+    ),
+    # ---- HTTP ----
+    Setting(
+        "max_request_line", "HTTP", Integer(1), 8190,
+        "Maximum length in bytes of the request line; longer gets 414 URI Too Long.",
+        metavar="BYTES",
+    ),
+    Setting(
+        "max_header_size", "HTTP", Integer(1), 65536,
+        "Maximum size in bytes of the request head; larger gets 431.",
+        details="Counts the request line, every header line and the final empty line.",
+        metavar="BYTES",
+    ),
+    Setting(
+        "max_headers", "HTTP", Integer(1, 128), 100,
+        "Maximum number of request header fields (at most 128); more gets 431.",
+        metavar="INT",
+    ),
+    Setting(
+        "max_body_buffer", "HTTP", Integer(0), 1048576,
+        "Bytes of request body read before the application is called.",
+        details=(
+            "A body up to this size is received whole before the application runs, so a "
+            "slow client never holds a worker's Python code; the rest of a larger body is "
+            "read as the application reads `wsgi.input`."
+        ),
+        metavar="BYTES",
+    ),
+    Setting(
+        "server_header", "HTTP", Text("printable ASCII text without leading or trailing spaces",
+                                      _is_header_value), "fulmen",
+        "Value of the Server response header; empty to send none.",
+        metavar="TEXT",
+    ),
+    # ---- application ----
+    Setting(
+        "chdir", "Application", ExistingPath(directory=True), "",
+        "Change to this directory before loading the application.",
+        details=(
+            "The directory (the current one when unset) is put first on `sys.path`. "
+            "Paths given on the command line -- a script TARGET, `--config`, a "
+            "`unix:` bind -- are relative to the directory fulmen was started in."
+        ),
+        metavar="PATH",
+    ),
+    Setting(
+        "root_path", "Application", Text("'' or a path starting with '/' and not ending with '/'",
+                                         _is_root_path), "",
+        "Path prefix the application is mounted at (WSGI SCRIPT_NAME), e.g. /app.",
+        details=(
+            "Use it when a proxy serves the application under a sub-path. It is the "
+            "`SCRIPT_NAME` of every request; a request path that starts with it has it "
+            "moved from `PATH_INFO` to `SCRIPT_NAME`. In script mode the matched "
+            "`PATHS` prefix is appended to it."
+        ),
+        metavar="PATH",
+    ),
+    # ---- logging ----
+    Setting(
+        "log_level", "Logging", Choice(_LOG_LEVELS), "info",
+        "Lowest level of the log lines written to stderr.",
+        metavar="LEVEL",
+    ),
+    # ---- configuration and commands ----
+    Setting(
+        "config", "Configuration", ExistingPath(directory=False), "",
+        "Python file whose top-level names are setting names (like gunicorn.conf.py).",
+        details=(
+            "The file is executed as Python; each top-level name that is a setting name "
+            "sets it (`workers = 4`, `bind = ['127.0.0.1:8000', 'unix:/run/app.sock']`). "
+            "Other names are ignored, so the file may import modules and compute values. "
+            "Values may be typed Python values or strings, as on the command line."
+        ),
+        short="-c", metavar="FILE", sources=frozenset({CLI, ENV}),
+    ),
+    Setting(
+        "check_config", "Configuration", Boolean(), False,
+        "Load the settings and the application, print OK and exit.",
+        sources=frozenset({CLI}),
+    ),
+    Setting(
+        "print_config", "Configuration", Boolean(), False,
+        "Print the effective settings as a config file, each with its source, and exit.",
+        details="TARGET is not needed; combined with `--check-config`, the application is also loaded.",
+        sources=frozenset({CLI}),
+    ),
+)
+
+BY_NAME: Final[dict[str, Setting]] = {setting.name: setting for setting in SETTINGS}
+
+
+# --------------------------------------------------------------------------
+# Resolution: defaults < config file < environment < command line
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """The effective settings.
+
+    ``values`` maps every setting name to its typed value; ``origins`` says
+    where each came from ("default", "--workers", "FULMEN_WORKERS",
+    "conf.py"); ``warnings`` are messages worth logging (likely typos).
+    """
+
+    values: dict[str, Any]
+    origins: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def options(self) -> dict[str, Any]:
+        """A fresh dict of every setting, for ``fulmen._core.serve``."""
+        return dict(self.values)
+
+    def render(self) -> str:
+        """The settings a config file may hold, as a valid config file."""
+        lines = []
+        if self.values["config"]:
+            lines.append(f"# config file: {self.values['config']}")
+        for setting in SETTINGS:
+            if FILE not in setting.sources:
+                continue
+            value = setting.convert.to_source(self.values[setting.name])
+            lines.append(f"{setting.name} = {value}  # {self.origins[setting.name]}")
+        return "\n".join(lines) + "\n"
+
+
+def cli_label(setting: Setting) -> str:
+    """How an error names a value given on the command line."""
+    return setting.flag
+
+
+def _convert(setting: Setting, raw: object, where: str, from_env: bool = False) -> Any:
+    try:
+        if from_env:
+            assert isinstance(raw, str)
+            return setting.convert.from_env(raw)
+        return setting.convert(raw)
+    except InvalidValue as error:
+        raise SettingError(where, str(error)) from None
+
+
+def _close_match(name: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
+    return matches[0] if matches else None
+
+
+def load_config_file(path: str) -> dict[str, object]:
+    """Execute a config file; return its top-level names.
+
+    Raises ``ConfigFileError`` carrying the traceback if the file raises.
+    """
+    try:
+        with open(path, "rb") as handle:
+            source = handle.read()
+        code = compile(source, path, "exec")
+        namespace: dict[str, object] = {"__file__": os.path.abspath(path), "__name__": "__config__"}
+        exec(code, namespace)  # running the user's config file is the point
+    except (Exception, SystemExit) as error:  # reported with its traceback, not swallowed
+        # Start the traceback at the config file: the frame of this function
+        # (the exec) is the same for every failure.
+        tb = error.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        details = "".join(traceback.format_exception(type(error), error, tb))
+        problem = f"failed to execute the config file: {type(error).__name__}: {error}"
+        raise ConfigFileError(path, problem, details) from error
+    return namespace
+
+
+def _from_config_file(path: str, settings: Settings) -> None:
+    namespace = load_config_file(path)
+    file_names = [s.name for s in SETTINGS if FILE in s.sources]
+    for name, raw in namespace.items():
+        setting = BY_NAME.get(name)
+        if setting is not None and FILE in setting.sources:
+            settings.values[name] = _convert(setting, raw, f"{path}: {name}")
+            settings.origins[name] = path
+        elif setting is not None:
+            raise SettingError(f"{path}: {name}", f"cannot be set in a config file (use {setting.flag})")
+        elif not name.startswith("_") and not isinstance(raw, (types.ModuleType, type)) and not callable(raw):
+            # Unknown names are ignored (the file may compute helpers), but a
+            # near-miss like "worker = 4" is worth a warning.
+            match = _close_match(name, file_names)
+            if match:
+                settings.warnings.append(f"{path}: ignoring unknown name {name!r}; did you mean {match!r}?")
+
+
+def resolve(
+    given: Mapping[str, object],
+    environ: Mapping[str, str],
+    *,
+    label: Callable[[Setting], str] = cli_label,
+) -> Settings:
+    """Merge defaults, config file, environment and *given* into ``Settings``.
+
+    *given* maps setting names to raw values from the highest-precedence source
+    (the command line, or ``fulmen.run``'s keyword arguments); *label* names
+    them in error messages. Raises ``SettingError`` (a ``ValueError``) for the
+    first bad value, ``ConfigFileError`` if the config file raises.
+    """
+    for name in given:
+        if name not in BY_NAME:
+            raise SettingError(name, "unknown setting")
+
+    settings = Settings(
+        values={s.name: s.default for s in SETTINGS},
+        origins={s.name: "default" for s in SETTINGS},
+    )
+
+    # The config file's path itself comes from the command line or the environment.
+    config = BY_NAME["config"]
+    config_env = ENV_PREFIX + "CONFIG"
+    if "config" in given:
+        config_path = _convert(config, given["config"], label(config))
+    elif config_env in environ:
+        config_path = _convert(config, environ[config_env], config_env, from_env=True)
+    else:
+        config_path = ""
+    if config_path:
+        _from_config_file(config_path, settings)
+
+    env_names = [s.env for s in SETTINGS if s.env]
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name not in env_names:
+            match = _close_match(name, env_names)
+            if match:
+                settings.warnings.append(f"ignoring unknown variable {name}; did you mean {match}?")
+    for setting in SETTINGS:
+        if setting.env and setting.env in environ:
+            settings.values[setting.name] = _convert(
+                setting, environ[setting.env], setting.env, from_env=True
+            )
+            settings.origins[setting.name] = setting.env
+
+    for name, raw in given.items():
+        setting = BY_NAME[name]
+        settings.values[name] = _convert(setting, raw, label(setting))
+        settings.origins[name] = label(setting)
+
+    # Checks that depend on the platform rather than on the value alone.
+    if settings.values["reuse_port"] and not hasattr(socket, "SO_REUSEPORT"):
+        raise SettingError(settings.origins["reuse_port"], "SO_REUSEPORT is not supported on this platform")
+    return settings
