@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -142,13 +143,16 @@ def serve(request):
             assert rc in (0, -signal.SIGTERM), f"server exit status {rc}:\n{srv.log}"
 
 
+_PENDING: "weakref.WeakKeyDictionary[socket.socket, bytearray]" = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes, bytes]:
     """Reads one HTTP/1.x response from a raw socket (Content-Length, chunked or close-delimited).
 
-    Returns (status, headers with lower-case names, body, leftover bytes). Relies on a
-    module-level buffer kept on the socket object for pipelined responses.
+    Returns (status, headers with lower-case names, body, leftover bytes). Bytes read past
+    the response stay in _PENDING for the next call on the same socket (pipelining).
     """
-    buf: bytearray = getattr(sock, "_fulmen_buf", bytearray())
+    buf = _PENDING.setdefault(sock, bytearray())
 
     def fill() -> bool:
         data = sock.recv(65536)
@@ -200,14 +204,13 @@ def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, di
         while fill():
             pass
         body, buf[:] = bytes(buf), bytearray()
-    sock._fulmen_buf = buf  # type: ignore[attr-defined]
     return status, headers, body, bytes(buf)
 
 
 def recv_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
     """Reads until the server closes the connection; fails if it does not."""
     sock.settimeout(timeout)
-    data = bytearray(getattr(sock, "_fulmen_buf", b""))
+    data = bytearray(_PENDING.pop(sock, b""))
     while True:
         chunk = sock.recv(65536)
         if not chunk:

@@ -132,10 +132,14 @@ void Connection::process() {
   in_process_ = true;
   bool stop = false;
   while (!stop && !closing_) {
+    if (output_congested() && (!flush() || output_congested())) {
+      // The socket takes no more for now: no new work until it drains.
+      break;
+    }
     switch (state_) {
       case State::kIdle:
       case State::kHead: {
-        if (stop_after_ || output_congested()) {
+        if (stop_after_) {
           stop = true;
           break;
         }
@@ -183,14 +187,6 @@ void Connection::process() {
         break;
       }
       case State::kStreaming: {
-        if (output_congested()) {
-          // Wait until everything queued is out before producing more, so
-          // the output buffer is reclaimed and stays bounded.
-          if (!flush() || queued_ > 0) {
-            stop = true;
-            break;
-          }
-        }
         bool done = ex_.stream->pump(*this);
         if (closing_) break;
         if (done || ex_.finished || state_ == State::kClosing) end_exchange();
@@ -370,11 +366,12 @@ int Connection::body_fill_blocking() {
     queue_copy(k100.data(), k100.size());
     if (!flush_blocking()) return -1;
   }
-  // Reclaim consumed body bytes so a long body streams through a bounded buffer.
-  if (ex_.body_rd == ex_.body_wr && ex_.body_rd > 0 && pos_ == ex_.head_start) {
+  // Reclaim the head and consumed body bytes (environ was built, nothing
+  // needs them) so a long body streams through a bounded buffer.
+  if (ex_.body_rd > 0 && in_.room() < kReadChunk) {
     size_t shift = ex_.body_rd;
     in_.consume_front(shift);
-    ex_.body_rd -= shift;
+    ex_.body_rd = 0;
     ex_.body_wr -= shift;
     ex_.raw_rd -= shift;
     ex_.head_start = pos_ = 0;
@@ -463,6 +460,9 @@ void Connection::end_headers(int64_t known_length) {
     }
   }
   if (stop_after_ || worker_.stopping()) ex_.keep_alive = false;
+  // Answered before asking for the body: the client may or may not send it
+  // now (RFC 9110 10.1.1), so this connection cannot carry another request.
+  if (ex_.expect_continue && !ex_.continue_sent && !ex_.body_done) ex_.keep_alive = false;
   if (!ex_.keep_alive) {
     queue_copy("Connection: close\r\n\r\n", 21);
   } else if (ex_.version_minor == 0) {
@@ -593,6 +593,7 @@ bool Connection::flush() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!want_write_) progress_ = now_ms(worker_);
         want_write_ = true;
+        compact_output();
         update_poll();
         return true;
       }
@@ -639,6 +640,25 @@ bool Connection::flush() {
     }
   }
   return true;
+}
+
+// A long response to a slow reader never drains completely, so the sent
+// prefix of out_buf_ and of segs_ is dropped here to keep both bounded.
+void Connection::compact_output() {
+  if (seg_head_ < 64 && out_buf_.size() < kHighWater) return;
+  size_t dead = out_buf_.size();
+  for (size_t i = seg_head_; i < segs_.size(); ++i)
+    if (segs_[i].kind == Segment::kCopy) {
+      dead = static_cast<size_t>(segs_[i].off);
+      break;
+    }
+  if (dead > 0) {
+    out_buf_.consume_front(dead);
+    for (size_t i = seg_head_; i < segs_.size(); ++i)
+      if (segs_[i].kind == Segment::kCopy) segs_[i].off -= dead;
+  }
+  segs_.erase(segs_.begin(), segs_.begin() + static_cast<std::ptrdiff_t>(seg_head_));
+  seg_head_ = 0;
 }
 
 bool Connection::flush_blocking() {

@@ -162,6 +162,7 @@ class Connection {
   void queue_body(const char* data, size_t len, const Releaser* ref, int file_fd, int64_t file_off);
   bool flush();  // Returns false when the connection died.
   void compact_input();
+  void compact_output();
   void update_poll();
   void release_output();
   void fail();  // Hard error on the socket: close without further I/O.

@@ -331,7 +331,8 @@ std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, P
         return nullptr;
       }
     }
-    if (!send_head(call, total)) {
+    // A head already sent by write() fixed the framing; otherwise the length is known.
+    if (!call.head_sent && !send_head(call, total)) {
       fail(call, "Error in the response head of");
       return nullptr;
     }

@@ -47,7 +47,7 @@ def application(environ, start_response):
     if path == "/":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello world!\n"]
-    if path == "/environ":
+    if path.startswith("/environ"):
         body = json.dumps(environ_json(environ)).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
@@ -129,7 +129,7 @@ def application(environ, start_response):
         return Tracked([b"a", b"b", b"c"])
     if path == "/tracked-fail":
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return Tracked([b"a" * 10, b"b", b"c"], fail_at=1)
+        return Tracked([b"a" * 10, b"b", b"c"], fail_at=2)
     if path == "/tracked-big":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Tracked([BIG] * 8)
