@@ -36,6 +36,7 @@ class Server:
         if env:
             full_env.update(env)
         self.args = args
+        self.expect_fail = expect_fail
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fulmen", *args],
             cwd=cwd,
@@ -123,24 +124,42 @@ class Server:
         assert not bad, "server log shows a crash or sanitizer report:\n" + self.log
 
 
-@pytest.fixture
-def serve(request):
-    """serve(*args, cwd=APPS, env=None) -> Server; stopped and checked at teardown."""
-    servers: list[Server] = []
+class ServerPool:
+    """Starts servers and, when the scope ends, stops them and checks their logs."""
 
-    def start(*args: str, cwd: Path = APPS, env: dict[str, str] | None = None, expect_fail: bool = False) -> Server:
+    def __init__(self) -> None:
+        self.servers: list[Server] = []
+
+    def start(self, *args: str, cwd: Path = APPS, env: dict[str, str] | None = None,
+              expect_fail: bool = False) -> Server:
         has_bind = any(a in ("-b", "--bind") or a.startswith("--bind=") for a in args)
         full = list(args) if has_bind else ["--bind", "127.0.0.1:0", *args]
         srv = Server(full, cwd, env, expect_fail)
-        servers.append(srv)
+        self.servers.append(srv)
         return srv
 
-    yield start
-    for srv in servers:
-        rc = srv.stop()
-        srv.check_clean()
-        if not getattr(srv, "expect_nonzero", False):
-            assert rc in (0, -signal.SIGTERM), f"server exit status {rc}:\n{srv.log}"
+    def finish(self) -> None:
+        for srv in self.servers:
+            rc = srv.stop()
+            srv.check_clean()
+            if not srv.expect_fail:
+                assert rc in (0, -signal.SIGTERM), f"server exit status {rc}:\n{srv.log}"
+
+
+@pytest.fixture
+def serve():
+    """serve(*args, cwd=APPS, env=None) -> Server; stopped and checked at teardown."""
+    pool = ServerPool()
+    yield pool.start
+    pool.finish()
+
+
+@pytest.fixture(scope="module")
+def serve_module():
+    """Like serve, for a server shared by a whole test module."""
+    pool = ServerPool()
+    yield pool.start
+    pool.finish()
 
 
 _PENDING: "weakref.WeakKeyDictionary[socket.socket, bytearray]" = weakref.WeakKeyDictionary()

@@ -106,8 +106,14 @@ void Connection::on_readable() {
       return;
     }
     if (state_ == State::kHead || state_ == State::kBody) {
-      // The request can never complete.
-      close();
+      // The request can never complete (RFC 9112 8): say so before closing;
+      // a half-closed client can still read the answer.
+      process();  // Whatever did arrive in full is answered first.
+      if (!closing_ && (state_ == State::kHead || state_ == State::kBody)) {
+        if (state_ == State::kHead) fresh_exchange();
+        respond_error(400);
+        flush();
+      }
       return;
     }
   } else if (state_ == State::kBody || state_ == State::kDiscard) {
@@ -157,6 +163,7 @@ void Connection::process() {
           break;
         }
         if (r < 0) {
+          fresh_exchange();  // The error answers this request, not the previous one.
           respond_error(-r);
           break;
         }
@@ -220,12 +227,16 @@ void Connection::process() {
   update_poll();
 }
 
-bool Connection::begin_exchange(int head_len) {
+void Connection::fresh_exchange() {
   ex_.stream.reset();
   ex_ = Exchange();
+}
+
+bool Connection::begin_exchange(int head_len) {
+  fresh_exchange();
   ex_.version_minor = head_.version_minor;
   ex_.head_request = head_.method == "HEAD";
-  ex_.keep_alive = head_.keep_alive && !peer_eof_;
+  ex_.keep_alive = head_.keep_alive;
   ex_.head_start = pos_;
   ex_.head_len = static_cast<size_t>(head_len);
   ex_.body_rd = ex_.body_wr = ex_.raw_rd = pos_ + ex_.head_len;
@@ -733,6 +744,7 @@ void Connection::on_tick(uint64_t now) {
       break;
     case State::kHead:
       if (now - state_since_ >= cfg.header_ms) {
+        fresh_exchange();
         respond_error(408);
         flush();
       }

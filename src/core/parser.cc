@@ -2,9 +2,9 @@
 //
 // Design notes
 // ------------
-// parse_request() is a single left-to-right pass over buf[0, len) that never
-// looks at a byte before it has decided everything about the bytes before it.
-// That makes the result "prefix-monotonic": if some prefix of an input is
+// parse_request() is a single left-to-right pass over buf[0, len) in which
+// every decision depends only on the bytes already scanned, never on what
+// follows. That makes the result "prefix-monotonic": if some prefix of an input is
 // already invalid, every longer input starting with it gets the same error,
 // and an incomplete-but-valid prefix returns 0. Callers may therefore re-parse
 // a growing buffer from scratch and reject a bad client as soon as the first
@@ -36,6 +36,9 @@
 //   * CONNECT requires authority-form with a port and "*" is only accepted for
 //     OPTIONS (RFC 9112 3.2.3, 3.2.4); an http(s) URI with an empty host or
 //     with userinfo is rejected (RFC 9110 4.2.1, 4.2.4).
+//
+// On 0 or an error, *out holds whatever was filled in so far and must not be
+// used.
 //
 // The chunked decoder is a byte-level state machine whose whole state lives in
 // the object, so any split of the input across calls gives identical results.
@@ -78,7 +81,8 @@ constexpr bool one_of(int c, const char* set) {
 
 constexpr std::array<uint8_t, 256> make_classes() {
   std::array<uint8_t, 256> t{};
-  for (int c = 0; c < 256; ++c) {
+  for (size_t i = 0; i < t.size(); ++i) {
+    const int c = static_cast<int>(i);
     const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     const bool digit = c >= '0' && c <= '9';
     const bool vchar = c >= 0x21 && c <= 0x7E;
@@ -89,7 +93,7 @@ constexpr std::array<uint8_t, 256> make_classes() {
     if (alpha || digit || one_of(c, "-._~!$&'()*+,;=%")) f |= kRegName;
     if (c == '\t' || c == ' ' || obs_text || (vchar && c != '"' && c != '\\')) f |= kQdText;
     if (c == '\t' || c == ' ' || vchar || obs_text) f |= kFieldByte | kQuotedPair;
-    t[c] = f;
+    t[i] = f;
   }
   return t;
 }
@@ -98,7 +102,9 @@ constexpr std::array<uint8_t, 256> kClass = make_classes();
 
 constexpr std::array<uint8_t, 256> make_lower() {
   std::array<uint8_t, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = static_cast<uint8_t>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+  for (size_t c = 0; c < t.size(); ++c) {
+    t[c] = static_cast<uint8_t>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+  }
   return t;
 }
 
@@ -106,7 +112,7 @@ constexpr std::array<uint8_t, 256> make_lower() {
 constexpr std::array<uint8_t, 256> kLower = make_lower();
 
 inline bool is(unsigned char c, uint8_t cls) { return (kClass[c] & cls) != 0; }
-inline bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }  // OWS/BWS, RFC 9110 5.6.3
+inline bool is_ows(int c) { return c == ' ' || c == '\t'; }  // OWS/BWS, RFC 9110 5.6.3
 
 // Case-insensitive comparison against a lowercase literal.
 inline bool iequals(std::string_view s, std::string_view lower) {
@@ -114,6 +120,13 @@ inline bool iequals(std::string_view s, std::string_view lower) {
   for (size_t i = 0; i < s.size(); ++i)
     if (kLower[static_cast<unsigned char>(s[i])] != static_cast<unsigned char>(lower[i])) return false;
   return true;
+}
+
+// Non-throwing substrings (std::string_view::substr has a throwing bounds
+// check; these callers always stay in bounds).
+inline std::string_view prefix(std::string_view s, size_t n) { return {s.data(), std::min(n, s.size())}; }
+inline std::string_view suffix_from(std::string_view s, size_t pos) {
+  return {s.data() + pos, s.size() - pos};  // pos <= s.size()
 }
 
 inline std::string_view trim_ows(std::string_view s) {
@@ -129,7 +142,7 @@ template <class F>
 bool for_each_list_element(std::string_view list, F&& f) {
   for (;;) {
     const size_t comma = list.find(',');
-    if (!f(trim_ows(list.substr(0, comma)))) return false;
+    if (!f(trim_ows(prefix(list, comma)))) return false;
     if (comma == std::string_view::npos) return true;
     list.remove_prefix(comma + 1);
   }
@@ -224,13 +237,13 @@ bool valid_authority(std::string_view a, bool* has_port) {
 // clients (RFC 9112 3.2.1) but is tolerated: it ends both path and query.
 void split_path_query(std::string_view rest, RequestHead* out) {
   const size_t hash = rest.find('#');
-  if (hash != std::string_view::npos) rest = rest.substr(0, hash);
+  if (hash != std::string_view::npos) rest = prefix(rest, hash);
   const size_t qmark = rest.find('?');
   if (qmark == std::string_view::npos) {
     out->path = rest;
   } else {
-    out->path = rest.substr(0, qmark);
-    out->query = rest.substr(qmark + 1);
+    out->path = prefix(rest, qmark);
+    out->query = suffix_from(rest, qmark + 1);
   }
 }
 
@@ -257,16 +270,16 @@ bool classify_target(RequestHead* out) {
   }
   // absolute-form (3.2.2). Only the schemes a server answers for are accepted.
   size_t scheme_len;
-  if (t.size() >= 7 && iequals(t.substr(0, 7), "http://")) {
+  if (iequals(prefix(t, 7), "http://")) {
     scheme_len = 7;
-  } else if (t.size() >= 8 && iequals(t.substr(0, 8), "https://")) {
+  } else if (iequals(prefix(t, 8), "https://")) {
     scheme_len = 8;
   } else {
     return false;
   }
-  std::string_view rest = t.substr(scheme_len);
+  std::string_view rest = suffix_from(t, scheme_len);
   const size_t auth_end = std::min(rest.find_first_of("/?#"), rest.size());
-  const std::string_view authority = rest.substr(0, auth_end);
+  const std::string_view authority = prefix(rest, auth_end);
   bool has_port;
   // An empty host is invalid for http(s) URIs (RFC 9110 4.2.1, 4.2.2) and
   // userinfo ("@") is treated as an error (RFC 9110 4.2.4).
