@@ -92,7 +92,9 @@ class Failure {
   ~Failure() {
     if (!report_) return;
     std::fprintf(stderr, "%s\n", os_.str().c_str());
-    if (state().failures == kMaxReported) std::fprintf(stderr, "(further failures are counted, not printed)\n");
+    if (state().failures == kMaxReported) {
+      std::fprintf(stderr, "(further failures are counted, not printed)\n");
+    }
   }
   Failure(const Failure&) = delete;
   Failure& operator=(const Failure&) = delete;
@@ -115,9 +117,10 @@ struct EqResult {
 
 // Integers that std::cmp_equal accepts (not bool or character types).
 template <class T>
-inline constexpr bool kPlainInt = std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char> &&
-                                  !std::is_same_v<T, char8_t> && !std::is_same_v<T, char16_t> &&
-                                  !std::is_same_v<T, char32_t> && !std::is_same_v<T, wchar_t>;
+inline constexpr bool kPlainInt =
+    std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char> &&
+    !std::is_same_v<T, char8_t> && !std::is_same_v<T, char16_t> && !std::is_same_v<T, char32_t> &&
+    !std::is_same_v<T, wchar_t>;
 
 template <class A, class B>
 EqResult eq(const A& a, const B& b, const char* sa, const char* sb) {
@@ -176,12 +179,13 @@ inline int run_all(int argc, char** argv) {
 // Each macro is a `for` statement whose body (the Failure temporary plus any
 // appended `<< ...`) runs once if the check failed. Unlike the if/else form it
 // is safe in an unbraced if/else and does not trip -Wdangling-else.
-#define CHECK(cond)                                                      \
+#define CHECK(cond)                                                               \
   for (bool check_ok_ = ::check::counted(!!(cond)); !check_ok_; check_ok_ = true) \
   ::check::Failure(__FILE__, __LINE__, "CHECK(" #cond ") ")
 
-#define CHECK_EQ(a, b)                                                                           \
-  for (::check::EqResult check_eq_r_ = ::check::eq((a), (b), #a, #b); !check_eq_r_.ok; check_eq_r_.ok = true) \
+#define CHECK_EQ(a, b)                                                         \
+  for (::check::EqResult check_eq_r_ = ::check::eq((a), (b), #a, #b);          \
+       !check_eq_r_.ok; check_eq_r_.ok = true)                                 \
   ::check::Failure(__FILE__, __LINE__, std::move(check_eq_r_.message))
 
 #define TEST(name)                                                 \
