@@ -313,6 +313,7 @@ bool parse_content_length(std::string_view v, uint64_t* out) {
 // Facts collected across header fields that are only judged at the end of the head.
 struct FieldState {
   int host_count = 0;
+  int content_type_count = 0;
   std::string_view content_length;  // first Content-Length value, for the duplicate check
   bool te_seen = false;
   bool te_chunked = false;  // "chunked" was seen; it must stay the last coding
@@ -332,6 +333,11 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
         if (++st->host_count > 1 || !valid_authority(value, &has_port)) return -400;
         out->host = value;
       }
+      break;
+    case 12:
+      // RFC 9110 5.3 / 8.3: Content-Type is a singleton; two of them leave the
+      // body's media type ambiguous between us and the app's framework.
+      if (iequals(name, "content-type") && ++st->content_type_count > 1) return -400;
       break;
     case 6:
       if (iequals(name, "expect")) {
