@@ -1,0 +1,14 @@
+"""A minimal standard WSGI application (PEP 3333).
+
+Run it from the repository root with either of:
+
+    fulmen --chdir examples hello_wsgi:application
+    cd examples && fulmen hello_wsgi:application
+"""
+
+
+def application(environ, start_response):
+    body = b"hello world!\n"
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]

@@ -1,0 +1,4 @@
+def hello(env, resp):
+    return "hello"
+
+ROUTES = [("/", hello)]  # not PATHS

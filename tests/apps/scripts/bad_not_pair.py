@@ -1,0 +1,4 @@
+def hello(env, resp):
+    return "hello"
+
+PATHS = [("/", hello), ("/x", hello, "extra")]
