@@ -66,7 +66,6 @@ int Connection::recv_into_input() {
     const auto& cfg = worker_.config();
     size_t cap = cfg.limits.max_head + cfg.max_body_buffer + 2 * kReadChunk;
     if (in_.capacity() >= cap) return -EAGAIN;  // Full: back-pressure.
-    if (state_ == State::kBody) ex_.reparse = true;
     in_.reserve(std::min(cap, in_.capacity() * 2));
   }
   ssize_t n;
@@ -153,7 +152,7 @@ void Connection::process() {
           stop = true;
           break;
         }
-        int r = parse_request(in_.data() + pos_, in_.size() - pos_, &head_, worker_.config().limits);
+        int r = parse_request(in_.data() + pos_, in_.size() - pos_, &worker_.scratch_head(), worker_.config().limits);
         if (r == 0) {
           if (state_ == State::kIdle) {
             state_ = State::kHead;
@@ -171,6 +170,9 @@ void Connection::process() {
         if (ex_.body_done || ex_.expect_continue) {
           dispatch();
         } else {
+          // The head lives in the worker's scratch space, which other
+          // connections reuse while this body arrives: parse it again later.
+          ex_.reparse = true;
           state_ = State::kBody;
           state_since_ = progress_ = now_ms(worker_);
         }
@@ -186,8 +188,8 @@ void Connection::process() {
           break;
         }
         if (ex_.reparse) {
-          // The head's views moved with the buffer; parse it again in place.
-          parse_request(in_.data() + ex_.head_start, ex_.head_len, &head_, worker_.config().limits);
+          // Parse the head again in place (its views may also have moved with the buffer).
+          parse_request(in_.data() + ex_.head_start, ex_.head_len, &worker_.scratch_head(), worker_.config().limits);
           ex_.reparse = false;
         }
         dispatch();
@@ -234,6 +236,7 @@ void Connection::fresh_exchange() {
 
 bool Connection::begin_exchange(int head_len) {
   fresh_exchange();
+  const RequestHead& head_ = worker_.scratch_head();
   ex_.version_minor = head_.version_minor;
   ex_.head_request = head_.method == "HEAD";
   ex_.keep_alive = head_.keep_alive;
@@ -289,7 +292,7 @@ bool Connection::advance_body(bool discard) {
 
 void Connection::dispatch() {
   state_ = State::kStreaming;  // "Responding" until the handler says otherwise.
-  std::unique_ptr<ResponseStream> stream = worker_.handler().handle(*this, head_);
+  std::unique_ptr<ResponseStream> stream = worker_.handler().handle(*this, worker_.scratch_head());
   if (closing_) return;
   if (state_ == State::kClosing || ex_.finished) {
     // The response is over (finished, or failed and aborted): a stream the

@@ -126,7 +126,7 @@ class Connection {
     bool keep_alive = true;
     bool expect_continue = false;
     bool continue_sent = false;
-    bool reparse = false;  // The input buffer moved while the body was buffered.
+    bool reparse = false;  // The head must be parsed again before dispatch.
     // Request body. Offsets into in_: decoded bytes are [body_rd, body_wr);
     // undecoded input starts at raw_rd (>= body_wr).
     bool chunked_in = false;
@@ -186,7 +186,6 @@ class Connection {
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.
-  RequestHead head_;
   Exchange ex_;
 
   Buffer out_buf_;

@@ -57,7 +57,9 @@ int Worker::run() {
   uv_signal_start(&sig_quit_, on_signal, SIGQUIT);
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   resume_accepting();
+  log(LogLevel::kInfo, "Worker %d ready", static_cast<int>(getpid()));
   uv_run(&loop_, UV_RUN_DEFAULT);
+  log(LogLevel::kInfo, "Worker %d stopped", static_cast<int>(getpid()));
   return 0;
 }
 
