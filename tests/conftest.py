@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 LISTEN_RE = re.compile(r"Listening at: (http://\[?([^\]\s]+?)\]?:(\d+)|unix:(\S+))")
-BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault|was killed by signal")
+# Sanitizer reports, and workers killed by a crash signal (ILL, ABRT, BUS, FPE, SEGV).
+BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault|killed by signal (4|6|7|8|11)\b")
 
 
 class Server:
@@ -37,6 +38,7 @@ class Server:
             full_env.update(env)
         self.args = args
         self.expect_fail = expect_fail
+        self.allowed_rc: set[int] = {0, -signal.SIGTERM}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fulmen", *args],
             cwd=cwd,
@@ -107,6 +109,38 @@ class Server:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
+    def socket_fds(self, pid: int) -> int:
+        """How many sockets the process holds open."""
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                        n += 1
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        return n
+
+    def check_no_leaked_connections(self, timeout: float = 5.0) -> None:
+        """Every worker holds exactly the master's sockets (the listeners): no connection left open.
+
+        Clients of a finished test have closed their sockets; the server must notice and close
+        its ends (a keep-alive connection closes when its client does).
+        """
+        if self.proc.poll() is not None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            listeners = self.socket_fds(self.proc.pid)
+            held = {pid: self.socket_fds(pid) for pid in self.worker_pids()}
+            if all(n == listeners for n in held.values()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workers hold sockets beyond the {listeners} listeners: {held}\n{self.log}")
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -140,10 +174,19 @@ class ServerPool:
 
     def finish(self) -> None:
         for srv in self.servers:
+            if not srv.expect_fail:
+                srv.check_no_leaked_connections()
+            workers = srv.worker_pids() if srv.proc.poll() is None else []
             rc = srv.stop()
             srv.check_clean()
+            # No worker outlives its master (no orphans, no zombies left behind).
+            for pid in workers:
+                deadline = time.monotonic() + 5
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the master"
             if not srv.expect_fail:
-                assert rc in (0, -signal.SIGTERM), f"server exit status {rc}:\n{srv.log}"
+                assert rc in srv.allowed_rc, f"server exit status {rc}:\n{srv.log}"
 
 
 @pytest.fixture

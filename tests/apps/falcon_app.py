@@ -75,6 +75,9 @@ class Stream:
         resp.content_type = falcon.MEDIA_TEXT
         resp.stream = (f"{prefix} {i}\n".encode() for i in range(n))
 
+    def on_head(self, req, resp):
+        self.on_get(req, resp)
+
 
 class File:
     def on_get(self, req, resp):
@@ -90,7 +93,7 @@ class WhoAmI:
 
 class Headers:
     def on_get(self, req, resp):
-        resp.media = {"host": req.host, "user_agent": req.user_agent or ""}
+        resp.media = {"host": req.netloc, "user_agent": req.user_agent or ""}
         resp.set_header("X-Custom", "falcon")
         resp.set_cookie("session_id", "abc123", secure=False)
 
