@@ -30,7 +30,8 @@ BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentatio
 class Server:
     """A running fulmen process (master and workers)."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False):
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False,
+                 nofile: int | None = None):
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")])
@@ -39,8 +40,15 @@ class Server:
         self.args = args
         self.expect_fail = expect_fail
         self.allowed_rc: set[int] = {0, -signal.SIGTERM}
+        def limit() -> None:
+            if nofile is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fulmen", *args],
+            preexec_fn=limit if nofile is not None else None,
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -165,10 +173,10 @@ class ServerPool:
         self.servers: list[Server] = []
 
     def start(self, *args: str, cwd: Path = APPS, env: dict[str, str] | None = None,
-              expect_fail: bool = False) -> Server:
+              expect_fail: bool = False, nofile: int | None = None) -> Server:
         has_bind = any(a in ("-b", "--bind") or a.startswith("--bind=") for a in args)
         full = list(args) if has_bind else ["--bind", "127.0.0.1:0", *args]
-        srv = Server(full, cwd, env, expect_fail)
+        srv = Server(full, cwd, env, expect_fail, nofile)
         self.servers.append(srv)
         return srv
 
