@@ -97,11 +97,22 @@ def test_request_body_reading_modes(srv, mode, framing):
         assert body == b"|".join(expected)
 
 
-def test_large_body_streams_past_the_buffer(srv):
-    payload = bytes(range(256)) * 8192  # 2 MiB, more than max_body_buffer (1 MiB)
+@pytest.mark.parametrize("mode", ["readn65536", "readn4000000", "read", "readline"])
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_large_body_streams_past_the_buffer(srv, mode, framing):
+    # 2.5 MiB, more than max_body_buffer (1 MiB): the app's reads block for the rest,
+    # whatever their size (one read of it all, as Django does; a single 2.5 MiB "line").
+    payload = bytes(i % 255 + 1 for i in range(256)).replace(b"\n", b"m") * 10240
     with srv.connect() as s:
-        s.sendall(f"POST /echo?readn65536 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}\r\n\r\n".encode())
-        s.sendall(payload)
+        if framing == "length":
+            s.sendall(f"POST /echo?{mode} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}\r\n\r\n".encode())
+            s.sendall(payload)
+        else:
+            s.sendall(f"POST /echo?{mode} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            for i in range(0, len(payload), 100000):
+                part = payload[i : i + 100000]
+                s.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
         status, headers, body, _ = read_response(s)
         assert status == 200 and body == payload
 

@@ -62,11 +62,8 @@ void Connection::on_poll(uv_poll_t* handle, int status, int events) {
 int Connection::recv_into_input() {
   worker_.pool().acquire(in_);
   if (in_.room() < kReadChunk / 4) {
-    // Grow up to what one request may legitimately need buffered.
-    const auto& cfg = worker_.config();
-    size_t cap = cfg.limits.max_head + cfg.max_body_buffer + 2 * kReadChunk;
-    if (in_.capacity() >= cap) return -EAGAIN;  // Full: back-pressure.
-    in_.reserve(std::min(cap, in_.capacity() * 2));
+    if (input_full()) return -ENOBUFS;  // Back-pressure: stop reading until consumed.
+    in_.reserve(std::min(input_cap(), in_.capacity() * 2));
   }
   ssize_t n;
   do {
@@ -80,6 +77,17 @@ int Connection::recv_into_input() {
   return -errno;
 }
 
+// What one request may legitimately need buffered: a head, the body read
+// before the app is called, and some of the next pipelined request.
+size_t Connection::input_cap() const {
+  const auto& cfg = worker_.config();
+  return cfg.limits.max_head + cfg.max_body_buffer + 2 * kReadChunk;
+}
+
+bool Connection::input_full() const {
+  return in_.allocated() && in_.room() < kReadChunk / 4 && in_.capacity() >= input_cap();
+}
+
 void Connection::on_readable() {
   if (state_ == State::kLinger) {
     char sink[4096];
@@ -88,7 +96,7 @@ void Connection::on_readable() {
     return;
   }
   int n = recv_into_input();
-  if (n == -EAGAIN || n == -EWOULDBLOCK) {
+  if (n == -EAGAIN || n == -EWOULDBLOCK || n == -ENOBUFS) {
     update_poll();
     return;
   }
@@ -394,8 +402,13 @@ int Connection::body_fill_blocking() {
   uint64_t timeout = worker_.config().body_ms;
   while (ex_.body_wr == before && !ex_.body_done) {
     int n = recv_into_input();
+    if (n == -ENOBUFS) {
+      // Only a reader that never consumes can fill the buffer; waiting for the
+      // socket would spin, so this is an error rather than a stall.
+      ex_.body_error = true;
+      return -1;
+    }
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
-      if (in_.room() == 0) return -1;  // Cannot happen with a consuming reader.
       struct pollfd p = {fd_, POLLIN, 0};
       int pr = ::poll(&p, 1, static_cast<int>(timeout));
       if (pr == 0) {
@@ -718,9 +731,7 @@ void Connection::compact_input() {
 void Connection::update_poll() {
   if (closing_) return;
   int events = 0;
-  bool input_full = in_.allocated() && in_.room() == 0 &&
-                    in_.capacity() >= worker_.config().limits.max_head + worker_.config().max_body_buffer;
-  if (!peer_eof_ && !input_full && state_ != State::kClosing) events |= UV_READABLE;
+  if (!peer_eof_ && !input_full() && state_ != State::kClosing) events |= UV_READABLE;
   if (state_ == State::kLinger) events = UV_READABLE;
   if (want_write_) events |= UV_WRITABLE;
   if (events == poll_events_) return;

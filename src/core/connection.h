@@ -168,6 +168,8 @@ class Connection {
   void release_output();
   void fail();  // Hard error on the socket: close without further I/O.
   int recv_into_input();
+  size_t input_cap() const;
+  bool input_full() const;
 
   Worker& worker_;
   int fd_;

@@ -130,9 +130,14 @@ void Worker::accept_from(Listener& l) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    conns_.emplace_front(*this, fd, l.index, peer);
-    conns_.front().start(conns_.begin());
+    adopt(fd, l.index, peer);
   }
+}
+
+Connection& Worker::adopt(int fd, size_t listener, const sockaddr_storage& peer) {
+  conns_.emplace_front(*this, fd, listener, peer);
+  conns_.front().start(conns_.begin());
+  return conns_.front();
 }
 
 void Worker::pause_accepting() {

@@ -57,6 +57,14 @@ class Worker {
   // "Server: ...\r\nDate: ...\r\n", refreshed once a second.
   std::string_view common_headers();
 
+  // Takes over an already connected socket as if accepted on `listener`
+  // (tests and fuzz targets drive connections through socketpairs).
+  Connection& adopt(int fd, size_t listener, const sockaddr_storage& peer);
+  size_t connections() const { return conns_.size(); }
+  void close_all() {
+    for (auto& c : conns_) c.close();
+  }
+
   // Called by a connection whose handle has closed; destroys it.
   void remove(std::list<Connection>::iterator it);
 

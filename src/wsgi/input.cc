@@ -1,7 +1,8 @@
 // wsgi.input (PEP 3333): a file-like object over the request body. Reads
 // serve decoded bytes already received; when more are needed the worker
 // blocks on this connection's socket (GIL released), as a synchronous WSGI
-// server must, bounded by body_timeout.
+// server must, bounded by body_timeout. Every read consumes what it copies as
+// it goes, so a read of any size streams through a bounded input buffer.
 #include "wsgi/bridge.h"
 
 namespace fulmen::wsgi {
@@ -12,108 +13,102 @@ struct Input {
   Connection* conn;  // nullptr once the request is over: reads see EOF.
 };
 
-// Ensures at least `want` bytes are available (or the body is complete).
-// Returns false with OSError set when the body cannot be read.
-bool fill_to(Input* self, size_t want) {
+// Waits for more body bytes. Returns 1 (more), 0 (end of body), or -1 with
+// OSError set.
+int fill(Input* self) {
+  int r;
+  {
+    Gil::Release nogil;
+    r = self->conn->body_fill_blocking();
+  }
+  if (r < 0) PyErr_SetString(PyExc_OSError, "request body could not be read (client gone, too slow, or malformed)");
+  return r;
+}
+
+// Reads up to `limit` bytes (SIZE_MAX: to the end), stopping after a newline
+// when `line` is set. Returns a new bytes object or nullptr with an exception.
+PyObject* read_impl(Input* self, size_t limit, bool line) {
   Connection* c = self->conn;
-  while (c->body_available().size() < want && !c->body_complete()) {
-    int r;
-    {
-      Gil::Release nogil;
-      r = c->body_fill_blocking();
+  if (c == nullptr || limit == 0) return PyBytes_FromStringAndSize(nullptr, 0);
+  // The common case: everything asked for is already here, one copy.
+  std::string_view avail = c->body_available();
+  size_t n = std::min(limit, avail.size());
+  if (line) {
+    size_t nl = avail.substr(0, n).find('\n');
+    if (nl != std::string_view::npos) n = nl + 1;
+  }
+  if (n == limit || c->body_complete() || (line && n > 0 && avail[n - 1] == '\n')) {
+    PyObject* b = PyBytes_FromStringAndSize(avail.data(), static_cast<Py_ssize_t>(n));
+    if (b) c->body_consume(n);
+    return b;
+  }
+  std::string out;
+  for (;;) {
+    avail = c->body_available();
+    n = std::min(limit - out.size(), avail.size());
+    bool found = false;
+    if (line) {
+      size_t nl = avail.substr(0, n).find('\n');
+      if (nl != std::string_view::npos) {
+        n = nl + 1;
+        found = true;
+      }
     }
-    if (r < 0) {
-      PyErr_SetString(PyExc_OSError, "request body could not be read (client gone, too slow, or malformed)");
-      return false;
-    }
+    out.append(avail.data(), n);
+    c->body_consume(n);
+    if (found || out.size() == limit || c->body_complete()) break;
+    int r = fill(self);
+    if (r < 0) return nullptr;
     if (r == 0) break;
   }
-  return true;
+  return PyBytes_FromStringAndSize(out.data(), static_cast<Py_ssize_t>(out.size()));
 }
 
-PyObject* take(Input* self, size_t n) {
-  std::string_view avail = self->conn->body_available();
-  n = std::min(n, avail.size());
-  PyObject* b = PyBytes_FromStringAndSize(avail.data(), static_cast<Py_ssize_t>(n));
-  if (b) self->conn->body_consume(n);
-  return b;
-}
-
-bool parse_size(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t* size) {
-  *size = -1;
+bool parse_size(PyObject* const* args, Py_ssize_t nargs, size_t* size) {
+  *size = SIZE_MAX;
   if (nargs > 1) {
     PyErr_SetString(PyExc_TypeError, "expected at most one argument");
     return false;
   }
   if (nargs == 1 && args[0] != Py_None) {
-    *size = PyLong_AsSsize_t(args[0]);
-    if (*size == -1 && PyErr_Occurred()) return false;
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    if (n == -1 && PyErr_Occurred()) return false;
+    if (n >= 0) *size = static_cast<size_t>(n);
   }
   return true;
 }
 
 PyObject* input_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
-  auto* self = reinterpret_cast<Input*>(o);
-  Py_ssize_t size;
+  size_t size;
   if (!parse_size(args, nargs, &size)) return nullptr;
-  if (self->conn == nullptr || size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
-  if (size < 0) {
-    // Everything to the end. Bodies larger than what was buffered before the
-    // app was called arrive piecewise; collect them.
-    std::string all;
-    for (;;) {
-      std::string_view avail = self->conn->body_available();
-      all.append(avail);
-      self->conn->body_consume(avail.size());
-      if (self->conn->body_complete()) break;
-      if (!fill_to(self, 1)) return nullptr;
-    }
-    return PyBytes_FromStringAndSize(all.data(), static_cast<Py_ssize_t>(all.size()));
-  }
-  if (!fill_to(self, static_cast<size_t>(size))) return nullptr;
-  return take(self, static_cast<size_t>(size));
-}
-
-PyObject* readline_impl(Input* self, Py_ssize_t size) {
-  if (self->conn == nullptr || size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
-  size_t limit = size < 0 ? SIZE_MAX : static_cast<size_t>(size);
-  size_t scanned = 0;
-  for (;;) {
-    std::string_view avail = self->conn->body_available();
-    size_t end = std::min(avail.size(), limit);
-    for (size_t i = scanned; i < end; ++i)
-      if (avail[i] == '\n') return take(self, i + 1);
-    if (end == limit || self->conn->body_complete()) return take(self, end);
-    scanned = end;
-    if (!fill_to(self, avail.size() + 1)) return nullptr;
-  }
+  return read_impl(reinterpret_cast<Input*>(o), size, false);
 }
 
 PyObject* input_readline(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
-  Py_ssize_t size;
+  size_t size;
   if (!parse_size(args, nargs, &size)) return nullptr;
-  return readline_impl(reinterpret_cast<Input*>(o), size);
+  return read_impl(reinterpret_cast<Input*>(o), size, true);
 }
 
 PyObject* input_readlines(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
-  Py_ssize_t hint;
+  size_t hint;
   if (!parse_size(args, nargs, &hint)) return nullptr;
   PyRef lines(PyList_New(0));
   if (!lines) return nullptr;
-  Py_ssize_t total = 0;
+  size_t total = 0;
   for (;;) {
-    PyRef line(readline_impl(reinterpret_cast<Input*>(o), -1));
+    PyRef line(read_impl(reinterpret_cast<Input*>(o), SIZE_MAX, true));
     if (!line) return nullptr;
     if (PyBytes_GET_SIZE(line.get()) == 0) break;
-    total += PyBytes_GET_SIZE(line.get());
+    total += static_cast<size_t>(PyBytes_GET_SIZE(line.get()));
     if (PyList_Append(lines.get(), line.get()) < 0) return nullptr;
-    if (hint > 0 && total >= hint) break;
+    if (hint != SIZE_MAX && hint > 0 && total >= hint) break;
   }
   return lines.release();
 }
 
 PyObject* input_iternext(PyObject* o) {
-  PyObject* line = readline_impl(reinterpret_cast<Input*>(o), -1);
+  PyObject* line = read_impl(reinterpret_cast<Input*>(o), SIZE_MAX, true);
   if (line && PyBytes_GET_SIZE(line) == 0) {
     Py_DECREF(line);
     return nullptr;  // StopIteration
