@@ -37,6 +37,9 @@ class Server:
         full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")])
         if env:
             full_env.update(env)
+        # The sanitizer build (make test-asan) needs its runtime loaded first in the server only.
+        if os.environ.get("FULMEN_SANITIZER_PRELOAD"):
+            full_env["LD_PRELOAD"] = os.environ["FULMEN_SANITIZER_PRELOAD"]
         self.args = args
         self.expect_fail = expect_fail
         self.allowed_rc: set[int] = {0, -signal.SIGTERM}
@@ -114,8 +117,19 @@ class Server:
         return s
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        """The master's live children, from /proc."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                pids.append(int(entry))
+        return pids
 
     def socket_fds(self, pid: int) -> int:
         """How many sockets the process holds open."""

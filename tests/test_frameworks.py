@@ -1,7 +1,8 @@
 """Real frameworks, unchanged, through the CLI: Flask, a minimal Django project and Falcon.
 
-Every test runs once per framework against a real ``python -m fulmen`` process (the ``serve``
-fixture of conftest.py) and talks to it over real sockets, with ``requests`` where a client
+Every test runs once per framework against a real ``python -m fulmen`` process (conftest.py's
+``serve_module``: one server per framework, checked after each test; ``serve`` for tests that need
+their own server) and talks to it over real sockets, with ``requests`` where a client
 library is the natural choice and with raw bytes where the exact framing matters (HEAD, 304).
 The apps live in tests/apps (flask_app.py, falcon_app.py, djangoproj/); they know nothing about
 fulmen.
@@ -10,16 +11,15 @@ fulmen.
 from __future__ import annotations
 
 import hashlib
-import json
 import http.client
+import json
 import random
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import requests
-
 from conftest import Server, read_response
 
 pytest.importorskip("flask")
@@ -68,10 +68,21 @@ class App:
         return requests.post(self.url(p), **kw)
 
 
-@pytest.fixture(params=FRAMEWORKS)
-def app(request, serve, static_file) -> App:
-    srv = serve(TARGETS[request.param], env={"FRAMEWORK_TEST_FILE": static_file[0]})
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def shared_app(request, serve_module, static_file) -> App:
+    """One server per framework for the whole module (a start costs seconds on a busy machine)."""
+    srv = serve_module(TARGETS[request.param], env={"FRAMEWORK_TEST_FILE": static_file[0]})
     return App(request.param, srv)
+
+
+@pytest.fixture
+def app(shared_app) -> Iterator[App]:
+    """The shared server, checked after every test so a failure points at the test that caused it."""
+    yield shared_app
+    srv = shared_app.srv
+    assert srv.proc.poll() is None, f"server exited ({srv.proc.returncode}):\n{srv.log}"
+    srv.check_clean()
+    srv.check_no_leaked_connections()
 
 
 @pytest.fixture
@@ -85,7 +96,7 @@ def start_app(serve, static_file) -> Callable[..., App]:
     return start
 
 
-def form_fields(app: App, fields: dict) -> dict[str, list[str]]:
+def form_fields(fields: dict) -> dict[str, list[str]]:
     """Normalises the echoed form to {name: [values]} (Falcon gives a lone value as a string)."""
     out = {}
     for k, v in fields.items():
@@ -167,7 +178,7 @@ def test_form_post_urlencoded(app):
     assert r.status_code == 200, r.text
     got = r.json()
     assert got["content_type"] == "application/x-www-form-urlencoded"
-    assert form_fields(app, got["fields"]) == {k: v if isinstance(v, list) else [v] for k, v in fields.items()}
+    assert form_fields(got["fields"]) == {k: v if isinstance(v, list) else [v] for k, v in fields.items()}
 
 
 def test_django_csrf_rejects_form_without_token(start_app):
@@ -191,7 +202,7 @@ def test_multipart_upload(app, size):
     assert got["size"] == size
     assert got["sha256"] == hashlib.sha256(payload).hexdigest()
     assert got["filename"] in ("data \u00e9.bin", "data_\u00e9.bin")  # Django may sanitise the name
-    assert form_fields(app, got["fields"]) == {"title": ["holiday"], "tag": ["x"]}
+    assert form_fields(got["fields"]) == {"title": ["holiday"], "tag": ["x"]}
 
 
 def test_json_post(app):
@@ -304,7 +315,7 @@ def test_headers_and_cookies(app):
 
 
 def test_file_response_uses_file_wrapper(app, static_file):
-    path, data = static_file
+    _, data = static_file
     r = app.get("/file")
     assert r.status_code == 200
     assert r.headers["Content-Length"] == str(len(data))
@@ -331,8 +342,9 @@ def test_flask_send_file_range_and_conditional(start_app, static_file):
         s.sendall(f"GET /file HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n".encode())
         status, headers, body, _ = read_response(s)
         assert status == 304 and body == b""
+        assert headers.get("etag") == etag
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, headers, body, _ = read_response(s)
+        status, _, body, _ = read_response(s)
         assert status == 200 and body == b"flask index"
 
 
@@ -355,7 +367,7 @@ def test_keepalive_session_50_requests(app):
                 data = {"i": str(i), "csrfmiddlewaretoken": csrf} if csrf else {"i": str(i)}
                 r = s.post(app.url("/form"), data=data, timeout=10)
                 assert r.status_code == 200, r.text
-                assert form_fields(app, r.json()["fields"]) == {"i": [str(i)]}
+                assert form_fields(r.json()["fields"]) == {"i": [str(i)]}
             elif kind == 2:
                 r = s.post(app.url("/json"), json={"i": i}, timeout=10)
                 assert r.status_code == 201 and r.json()["received"] == {"i": i}

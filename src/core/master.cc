@@ -98,8 +98,10 @@ class Master {
     pid_t pid = fork();
     if (pid == 0) {
       // Die with the master: a worker whose master is gone would serve on
-      // with nobody to restart or stop it.
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      // with nobody to restart or stop it. SIGKILL, not TERM: the master only
+      // vanishes on a hard kill, and a worker stuck in the app would never
+      // get to a TERM handler.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != master_pid_) _exit(0);
       pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
       if (hooks_.after_fork_child) hooks_.after_fork_child();

@@ -6,7 +6,15 @@ Nothing here knows about fulmen: it is the kind of app a user would write.
 import hashlib
 import os
 
-from flask import Flask, Response, abort, jsonify, request, send_file, stream_with_context
+from flask import (
+    Flask,
+    Response,
+    abort,
+    jsonify,
+    request,
+    send_file,
+    stream_with_context,
+)
 
 app = Flask(__name__)
 
