@@ -12,7 +12,7 @@ PY ?= $(PY311)
 TEST_DEPS := pytest requests flask django falcon
 JOBS ?= 2
 
-.PHONY: run test test-cpp test-py deps venvs bench asan clean format
+.PHONY: run test test-cpp test-py test-asan deps venvs bench clean format
 
 # Installs libuv (Debian/Ubuntu) when pkg-config cannot find it.
 deps:
@@ -47,7 +47,23 @@ test-py: venvs
 	.venv-311/bin/python -m pytest -q tests
 	.venv-new/bin/python -m pytest -q tests
 
-test: test-cpp test-py
+# The extension built with ASan+UBSan, and the end-to-end suite run against it. The
+# sanitizer runtime is preloaded into the server processes only (tests/conftest.py); a
+# sanitizer report or crash in a server log fails the test that caused it.
+ASAN_RT := $(shell gcc -print-file-name=libasan.so)
+.venv-asan/ok: pyproject.toml CMakeLists.txt $(shell find src python -type f) | deps
+	[ -x .venv-asan/bin/python ] || $(PY311) -m venv .venv-asan
+	.venv-asan/bin/python -m pip install -q --upgrade pip && \
+	.venv-asan/bin/python -m pip install -q $(TEST_DEPS) && \
+	.venv-asan/bin/python -m pip install -q . -C cmake.define.FULMEN_SANITIZE=ON \
+	  -C cmake.build-type=RelWithDebInfo -C build-dir=build/asan && touch $@
+
+test-asan: .venv-asan/ok
+	FULMEN_SANITIZER_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/test_cli.py
+
+test: test-cpp test-py test-asan
 
 bench: .venv-311/ok
 	.venv-311/bin/python bench/run.py
@@ -56,4 +72,4 @@ format:
 	clang-format -i $$(find src tests/cpp fuzz -name '*.cc' -o -name '*.h')
 
 clean:
-	rm -rf build .venv-311 .venv-new
+	rm -rf build .venv-311 .venv-new .venv-asan

@@ -27,19 +27,24 @@ LISTEN_RE = re.compile(r"Listening at: (http://\[?([^\]\s]+?)\]?:(\d+)|unix:(\S+
 BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault|killed by signal (4|6|7|8|11)\b")
 
 
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process that loads fulmen._core (the sanitizer runtime goes first)."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    if os.environ.get("FULMEN_SANITIZER_PRELOAD"):
+        env["LD_PRELOAD"] = os.environ["FULMEN_SANITIZER_PRELOAD"]
+    return env
+
+
 class Server:
     """A running fulmen process (master and workers)."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False,
                  nofile: int | None = None):
-        full_env = dict(os.environ)
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")])
-        if env:
-            full_env.update(env)
-        # The sanitizer build (make test-asan) needs its runtime loaded first in the server only.
-        if os.environ.get("FULMEN_SANITIZER_PRELOAD"):
-            full_env["LD_PRELOAD"] = os.environ["FULMEN_SANITIZER_PRELOAD"]
+        full_env = server_env({"PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+                               **(env or {})})
         self.args = args
         self.expect_fail = expect_fail
         self.allowed_rc: set[int] = {0, -signal.SIGTERM}
@@ -72,6 +77,7 @@ class Server:
                 self.unix_path = m.group(4)
             else:
                 self.host, self.port = m.group(2), int(m.group(3))
+            self.wait_workers_ready()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -102,6 +108,22 @@ class Server:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"timed out waiting for {rx.pattern!r}:\n{self.log}")
+                self._cond.wait(min(left, 0.2))
+
+    def wait_workers_ready(self, timeout: float = 20.0) -> None:
+        """Waits until every worker has logged that its loop is running."""
+        n = 1
+        for i, a in enumerate(self.args):
+            if a in ("-w", "--workers") and i + 1 < len(self.args):
+                n = int(self.args[i + 1])
+            elif a.startswith("--workers="):
+                n = int(a.split("=", 1)[1])
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(" ready" in line for line in self.lines) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"workers not ready:\n{self.log}")
                 self._cond.wait(min(left, 0.2))
 
     def url(self, path: str = "/") -> str:

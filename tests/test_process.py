@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from conftest import APPS, read_response, recv_until_closed, request
+from conftest import APPS, read_response, recv_until_closed, request, server_env
 
 GET = b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -178,7 +178,7 @@ def test_fulmen_run_from_python(tmp_path):
         "fulmen.run(basic.app, host='127.0.0.1', port=0, workers=1)\n"
     )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=server_env())
     try:
         port = None
         for line in proc.stdout:

@@ -317,6 +317,7 @@ void Connection::dispatch() {
   // Neither finished nor streaming: a bug in the handler, not the client.
   log(LogLevel::kError, "handler returned without completing the response");
   send_error(500);
+  end_exchange();
 }
 
 void Connection::end_exchange() {
@@ -567,7 +568,20 @@ void Connection::send_error(int status) {
     abort_response();
     return;
   }
-  respond_error(status);
+  if (ex_.body_error) {
+    respond_error(status);  // The body cannot be skipped: the connection ends.
+    return;
+  }
+  // The request itself was fine (the app failed): answer and keep the connection.
+  auto reason = reason_phrase(status);
+  char text[96];
+  int n = snprintf(text, sizeof text, "%d %.*s", status, static_cast<int>(reason.size()), reason.data());
+  start_response(std::string_view(text, static_cast<size_t>(n)), status);
+  add_header("Content-Type", "text/plain; charset=utf-8");
+  end_headers(n + 1);
+  text[n] = '\n';
+  write_body(text, static_cast<size_t>(n) + 1);
+  finish_response();
 }
 
 // ---------------------------------------------------------------- output

@@ -178,6 +178,13 @@ def application(environ, start_response):
         time.sleep(float(q or "0.5"))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
+    if path == "/alloc":
+        # For the leak tests: live Python allocations after a full collection.
+        import gc
+
+        gc.collect()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{sys.getallocatedblocks()} {len(gc.get_objects())}".encode()]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
