@@ -733,6 +733,9 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* dst, const char* src, size_t
           state_ = State::kDone;
           return Result{1, i, produced};
         }
+        // Each trailer line is bounded, and so is their number: an endless
+        // trailer section would otherwise keep a connection busy forever.
+        if (++trailers_ > max_trailers) return fail();
         state_ = State::kTrailer;
         trailer_empty_ = true;
         line_len_ = 0;

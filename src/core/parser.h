@@ -78,7 +78,8 @@ class ChunkedDecoder {
   bool done() const { return state_ == State::kDone; }
   uint64_t total() const { return total_; }
 
-  size_t max_line = 4096;  // chunk-size line incl. extensions, or one trailer line
+  size_t max_line = 4096;      // chunk-size line incl. extensions, or one trailer line
+  size_t max_trailers = 100;   // trailer field lines (each bounded by max_line)
 
  private:
   enum class State : uint8_t { kSize, kExt, kSizeLf, kData, kDataCr, kDataLf, kTrailer, kTrailerLf, kDone };
@@ -87,6 +88,7 @@ class ChunkedDecoder {
   uint64_t total_ = 0;      // decoded bytes so far
   size_t line_len_ = 0;     // bytes in the current size/ext/trailer line
   int digits_ = 0;          // hex digits in the current chunk-size
+  size_t trailers_ = 0;     // trailer field lines so far
   bool trailer_empty_ = true;
 };
 
