@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/format.h"
 #include "core/log.h"
 #include "core/response.h"
 #include "core/worker.h"
@@ -477,8 +478,11 @@ void Connection::end_headers(int64_t known_length) {
   char line[64];
   if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && ex_.declared_length < 0) {
     if (known_length >= 0) {
-      int n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", static_cast<long long>(known_length));
-      queue_copy(line, static_cast<size_t>(n));
+      memcpy(line, "Content-Length: ", 16);
+      size_t n = 16 + format_decimal(static_cast<uint64_t>(known_length), line + 16);
+      line[n++] = '\r';
+      line[n++] = '\n';
+      queue_copy(line, n);
       ex_.declared_length = known_length;
     } else if (ex_.version_minor >= 1) {
       queue_copy("Transfer-Encoding: chunked\r\n", 28);
@@ -522,8 +526,10 @@ void Connection::queue_body(const char* data, size_t len, const Releaser* ref, i
   ex_.body_sent += static_cast<int64_t>(len);
   char hex[24];
   if (ex_.chunked_out) {
-    int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
-    queue_copy(hex, static_cast<size_t>(n));
+    size_t n = format_hex(len, hex);
+    hex[n++] = '\r';
+    hex[n++] = '\n';
+    queue_copy(hex, n);
   }
   if (file_fd >= 0) {
     segs_.push_back({Segment::kFile, file_fd, nullptr, static_cast<uint64_t>(file_off), len, ref ? *ref : Releaser{}});

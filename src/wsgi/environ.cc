@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "core/format.h"
 #include "wsgi/bridge.h"
 
 namespace fulmen::wsgi {
@@ -181,19 +182,21 @@ PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject
   // REMOTE_ADDR / REMOTE_PORT from the peer address.
   const sockaddr_storage& peer = c.peer();
   char addr[INET6_ADDRSTRLEN] = "";
-  int port = 0;
+  size_t addr_len = 0;
+  char port_s[8];
+  size_t port_len = 0;
   if (peer.ss_family == AF_INET) {
     auto* sin = reinterpret_cast<const sockaddr_in*>(&peer);
-    inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof addr);
-    port = ntohs(sin->sin_port);
+    addr_len = format_ipv4(reinterpret_cast<const unsigned char*>(&sin->sin_addr), addr);
+    port_len = format_decimal(ntohs(sin->sin_port), port_s);
   } else if (peer.ss_family == AF_INET6) {
     auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&peer);
     inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof addr);
-    port = ntohs(sin6->sin6_port);
+    addr_len = strlen(addr);
+    port_len = format_decimal(ntohs(sin6->sin6_port), port_s);
   }
-  char port_s[8];
-  int port_len = peer.ss_family == AF_UNIX ? 0 : snprintf(port_s, sizeof port_s, "%d", port);
-  PyRef ra(PyUnicode_FromString(addr)), rp(PyUnicode_FromStringAndSize(port_s, port_len));
+  PyRef ra(PyUnicode_FromStringAndSize(addr, static_cast<Py_ssize_t>(addr_len))),
+      rp(PyUnicode_FromStringAndSize(port_s, static_cast<Py_ssize_t>(port_len)));
   if (!ra || !rp || PyDict_SetItem(d, k_remote_addr_.get(), ra.get()) < 0 ||
       PyDict_SetItem(d, k_remote_port_.get(), rp.get()) < 0)
     return nullptr;
