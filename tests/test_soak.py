@@ -89,4 +89,6 @@ def test_long_mixed_run_leaves_nothing_behind(serve):
     # A reference leak shows as allocations growing with the number of requests: one object
     # lost per request would be ~25 blocks per round. Allow well under one per 10 requests.
     assert blocks1 - blocks0 < ROUNDS * 25 // 10
-    assert rss1 - rss0 < 4 * 1024 * 1024
+    if not os.environ.get("FULMEN_SANITIZER_PRELOAD"):
+        # (Under ASan, freed memory sits in its quarantine by design, so RSS is not a signal there.)
+        assert rss1 - rss0 < 4 * 1024 * 1024

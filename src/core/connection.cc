@@ -141,10 +141,19 @@ void Connection::on_writable() {
 
 // ---------------------------------------------------------------- request path
 
+// Takes the handler's per-batch resource (the GIL) once per pass of process().
+void Connection::begin_batch(bool& batch) {
+  if (!batch) {
+    worker_.handler().batch_begin();
+    batch = true;
+  }
+}
+
 void Connection::process() {
   if (in_process_ || closing_) return;
   in_process_ = true;
   bool stop = false;
+  bool batch = false;  // handler.batch_begin() was called
   while (!stop && !closing_) {
     if (output_congested() && (!flush() || output_congested())) {
       // The socket takes no more for now: no new work until it drains.
@@ -177,6 +186,7 @@ void Connection::process() {
         }
         if (!begin_exchange(r)) break;
         if (ex_.body_done || ex_.expect_continue) {
+          begin_batch(batch);
           dispatch();
         } else {
           // The head lives in the worker's scratch space, which other
@@ -201,10 +211,12 @@ void Connection::process() {
           parse_request(in_.data() + ex_.head_start, ex_.head_len, &worker_.scratch_head(), worker_.config().limits);
           ex_.reparse = false;
         }
+        begin_batch(batch);
         dispatch();
         break;
       }
       case State::kStreaming: {
+        begin_batch(batch);
         bool done = ex_.stream->pump(*this);
         if (closing_) break;
         if (done || ex_.finished || state_ == State::kClosing) end_exchange();
@@ -231,6 +243,7 @@ void Connection::process() {
         break;
     }
   }
+  if (batch) worker_.handler().batch_end();
   in_process_ = false;
   if (closing_) return;
   if (!flush()) return;

@@ -153,6 +153,7 @@ class Connection {
   void on_readable();
   void on_writable();
   void process();
+  void begin_batch(bool& batch);
   void fresh_exchange();
   bool begin_exchange(int head_len);
   void dispatch();

@@ -37,6 +37,12 @@ class Handler {
  public:
   virtual ~Handler() = default;
 
+  // Bracket the requests answered from one read (a pipelined batch), so a
+  // handler can take an expensive resource once per batch (the WSGI bridge
+  // takes the GIL). Calls nest: batch_end() follows every batch_begin().
+  virtual void batch_begin() {}
+  virtual void batch_end() {}
+
   // Serves one request, synchronously. `head` views the connection's input
   // buffer and is valid only until the first body call on c. Returns nullptr
   // when the response is complete, or a stream to pump for the rest.

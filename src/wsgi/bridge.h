@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -187,6 +188,9 @@ class App final : public Handler {
   bool init();  // Python exception on failure.
 
   std::unique_ptr<ResponseStream> handle(Connection& c, const RequestHead& head) override;
+  // The GIL is held across a pipelined batch instead of per request.
+  void batch_begin() override { batch_gil_.emplace(); }
+  void batch_end() override { batch_gil_.reset(); }
 
   // Writes the response head from call's status and headers. Returns false
   // with a Python exception when they are malformed.
@@ -215,6 +219,7 @@ class App final : public Handler {
   PyRef default_headers_;
   PyRef default_status_;
   std::string path_buf_;
+  std::optional<Gil::Acquire> batch_gil_;
   static inline Call* current_ = nullptr;
 };
 

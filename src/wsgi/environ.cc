@@ -100,7 +100,9 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
   PyRef errors(PyObject_CallNoArgs(reinterpret_cast<PyObject*>(&ErrorsType)));
   if (!version || !errors) return false;
   for (const auto& l : settings_.listeners) {
-    PyRef d(PyDict_New());
+    // Presized for a whole environ: PyDict_Copy clones the key table with its
+    // capacity, so per-request inserts never grow (rehash) the copy.
+    PyRef d(_PyDict_NewPresized(40));
     if (!d) return false;
     struct Item {
       const char* key;
