@@ -12,7 +12,7 @@ PY ?= $(PY311)
 TEST_DEPS := pytest requests flask django falcon
 JOBS ?= 2
 
-.PHONY: run test test-cpp test-py test-asan deps venvs bench clean format
+.PHONY: run test test-cpp test-py test-asan fuzz-smoke deps venvs bench clean format
 
 # Installs libuv (Debian/Ubuntu) when pkg-config cannot find it.
 deps:
@@ -63,7 +63,21 @@ test-asan: .venv-asan/ok
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/test_cli.py
 
-test: test-cpp test-py test-asan
+# A short libFuzzer run per target (clang), seeded with the committed corpora.
+FUZZ_SECONDS ?= 20
+fuzz-smoke: deps
+	CXX=clang++ cmake -S . -B build/fuzz -DFULMEN_BUILD_MODULE=OFF -DFULMEN_FUZZ=ON -DFULMEN_SANITIZE=ON \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+	cmake --build build/fuzz -j $(JOBS)
+	for t in parser chunked connection; do \
+	  rm -rf build/fuzz/new-$$t && mkdir -p build/fuzz/new-$$t && \
+	  build/fuzz/fuzz_$$t -dict=fuzz/http.dict -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/new-$$t fuzz/corpus/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|Done)|ERROR|SUMMARY" \
+	    || exit 1; \
+	  ! ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null | grep -q . || exit 1; \
+	done
+
+test: test-cpp fuzz-smoke test-py test-asan
 
 bench: .venv-311/ok
 	.venv-311/bin/python bench/run.py

@@ -125,6 +125,15 @@ class Server:
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     raise AssertionError(f"workers not ready:\n{self.log}")
                 self._cond.wait(min(left, 0.2))
+        # Each worker's descriptors once it serves: teardown expects exactly these again.
+        self.baseline_fds = {pid: self.fd_count(pid) for pid in self.worker_pids()}
+
+    @staticmethod
+    def fd_count(pid: int) -> int:
+        try:
+            return len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return -1
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -178,11 +187,17 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             listeners = self.socket_fds(self.proc.pid)
-            held = {pid: self.socket_fds(pid) for pid in self.worker_pids()}
-            if all(n == listeners for n in held.values()):
+            pids = self.worker_pids()
+            held = {pid: self.socket_fds(pid) for pid in pids}
+            # Any descriptor (file, pipe, socket) beyond what the worker had when it became
+            # ready is a leak; workers started later (restarts) have no baseline.
+            base = getattr(self, "baseline_fds", {})
+            fds = {pid: self.fd_count(pid) for pid in pids if pid in base}
+            if all(n == listeners for n in held.values()) and all(n <= base[p] for p, n in fds.items()):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"workers hold sockets beyond the {listeners} listeners: {held}\n{self.log}")
+                raise AssertionError(f"workers hold sockets beyond the {listeners} listeners: {held}, "
+                                     f"descriptors {fds} vs {base} at start\n{self.log}")
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
