@@ -144,9 +144,8 @@ def test_descriptor_exhaustion_does_not_spin_and_recovers(serve):
     worker = srv.worker_pids()[0]
     socks = []
     for _ in range(120):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex((srv.host, srv.port))
+        s = socket.create_connection((srv.host, srv.port))
+        s.sendall(b"GET / HTTP/1.1\r\n")  # a started request: accepted as soon as a descriptor is free
         socks.append(s)
     srv.wait_for("accept: Too many open files")
     cpu0, _ = proc_stat(worker)

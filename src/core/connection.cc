@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/sendfile.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -45,7 +47,21 @@ void Connection::start(std::list<Connection>::iterator self) {
   self_ = self;
   uv_poll_init_socket(worker_.loop(), &poll_, fd_);
   state_since_ = progress_ = now_ms(worker_);
-  update_poll();
+  // With deferred accept the request is usually here already: read it now
+  // rather than after a round through epoll. (EAGAIN just arms the watcher.)
+  on_readable();
+}
+
+// Nagle's algorithm only delays a connection's second small write, so it is
+// switched off when a connection is about to have one: keep-alive, streams,
+// interim responses.
+void Connection::ensure_nodelay() {
+  if (nodelay_) return;
+  nodelay_ = true;
+  if (peer_.ss_family == AF_INET || peer_.ss_family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
 }
 
 // ---------------------------------------------------------------- events
@@ -325,6 +341,7 @@ void Connection::dispatch() {
   }
   if (stream) {
     ex_.stream = std::move(stream);
+    ensure_nodelay();
     state_since_ = progress_ = now_ms(worker_);
     return;  // process() pumps it.
   }
@@ -357,6 +374,7 @@ void Connection::end_exchange() {
   pos_ = ex_.raw_rd;
   state_ = State::kIdle;
   state_since_ = now_ms(worker_);
+  ensure_nodelay();
 }
 
 void Connection::respond_error(int status) {
@@ -396,6 +414,7 @@ int Connection::body_fill_blocking() {
   if (ex_.body_error || dead_) return -1;
   if (ex_.expect_continue && !ex_.continue_sent) {
     ex_.continue_sent = true;
+    ensure_nodelay();
     static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
     // The 100 goes ahead of anything queued: nothing of this response is
     // queued yet, and earlier responses were flushed before the dispatch.
@@ -722,6 +741,7 @@ void Connection::compact_output() {
 }
 
 bool Connection::flush_blocking() {
+  ensure_nodelay();
   while (!dead_ && queued_ > 0) {
     if (!flush()) return false;
     if (queued_ == 0) break;

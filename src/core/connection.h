@@ -169,6 +169,7 @@ class Connection {
   void release_output();
   void fail();  // Hard error on the socket: close without further I/O.
   int recv_into_input();
+  void ensure_nodelay();
   size_t input_cap() const;
   bool input_full() const;
 
@@ -186,6 +187,7 @@ class Connection {
   bool closing_ = false;     // close() called.
   bool stop_after_ = false;  // Graceful shutdown: close after this response.
   bool in_process_ = false;
+  bool nodelay_ = false;
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.

@@ -30,6 +30,18 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
     l->worker = this;
     l->active = false;
     uv_poll_init_socket(&loop_, &l->poll, l->fd);
+    // Deferred accept (as nginx's "deferred"): the kernel hands over a TCP
+    // connection once its first bytes are in, so the connection reads its
+    // request at once instead of waiting for another readiness event. A
+    // client that never sends is accepted after the defer period anyway and
+    // then meets the keep-alive deadline.
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (getsockname(l->fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+        (local.ss_family == AF_INET || local.ss_family == AF_INET6)) {
+      int defer_s = 5;
+      setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
+    }
     l->poll.data = l.get();
     listeners_.push_back(std::move(l));
   }
@@ -126,10 +138,8 @@ void Worker::accept_from(Listener& l) {
           return;
       }
     }
-    if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    // TCP_NODELAY is set by the connection once it has a second response
+    // to send (keep-alive, streaming): a one-shot connection never needs it.
     adopt(fd, l.index, peer);
   }
 }
