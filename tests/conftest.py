@@ -127,6 +127,7 @@ class Server:
                 self._cond.wait(min(left, 0.2))
         # Each worker's descriptors once it serves: teardown expects exactly these again.
         self.baseline_fds = {pid: self.fd_count(pid) for pid in self.worker_pids()}
+        self.baseline_sockets = {pid: self.socket_fds(pid) for pid in self.worker_pids()}
 
     @staticmethod
     def fd_count(pid: int) -> int:
@@ -193,7 +194,10 @@ class Server:
             # ready is a leak; workers started later (restarts) have no baseline.
             base = getattr(self, "baseline_fds", {})
             fds = {pid: self.fd_count(pid) for pid in pids if pid in base}
-            if all(n == listeners for n in held.values()) and all(n <= base[p] for p, n in fds.items()):
+            # Listening sockets: the master's, plus a worker's own ones (--reuse-port) it had at start.
+            socks = getattr(self, "baseline_sockets", {})
+            if all(n <= socks.get(p, listeners) for p, n in held.items()) and all(
+                    n <= base[p] for p, n in fds.items()):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"workers hold sockets beyond the {listeners} listeners: {held}, "

@@ -198,3 +198,14 @@ def test_app_import_error_exit_code(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 4
     assert "Traceback" in r.stderr and "nonexistent_module_xyz" in r.stderr
+
+
+def test_reuse_port_spreads_connections_over_workers(serve):
+    srv = serve("--workers", "2", "--reuse-port", "basic:app")
+    pids = set()
+    for _ in range(40):  # new connections: the kernel hashes each to one of the group's sockets
+        pids.add(pid_of_response(srv))
+    assert pids == set(srv.worker_pids())
+    # Every worker listens on the shared socket and on one of its own.
+    for pid in srv.worker_pids():
+        assert srv.socket_fds(pid) == srv.socket_fds(srv.proc.pid) + 1

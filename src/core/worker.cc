@@ -24,26 +24,11 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_loop_init(&loop_);
   loop_.data = this;
   for (size_t i = 0; i < listen_fds.size(); ++i) {
-    auto l = std::make_unique<Listener>();
-    l->fd = listen_fds[i];
-    l->index = i;
-    l->worker = this;
-    l->active = false;
-    uv_poll_init_socket(&loop_, &l->poll, l->fd);
-    // Deferred accept (as nginx's "deferred"): the kernel hands over a TCP
-    // connection once its first bytes are in, so the connection reads its
-    // request at once instead of waiting for another readiness event. A
-    // client that never sends is accepted after the defer period anyway and
-    // then meets the keep-alive deadline.
-    sockaddr_storage local{};
-    socklen_t local_len = sizeof local;
-    if (getsockname(l->fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
-        (local.ss_family == AF_INET || local.ss_family == AF_INET6)) {
-      int defer_s = 5;
-      setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
+    add_listener(listen_fds[i], i, false);
+    if (config_.reuse_port) {
+      int twin = open_reuseport_twin(listen_fds[i]);
+      if (twin >= 0) add_listener(twin, i, true);
     }
-    l->poll.data = l.get();
-    listeners_.push_back(std::move(l));
   }
   uv_timer_init(&loop_, &tick_);
   uv_timer_init(&loop_, &resume_);
@@ -89,6 +74,54 @@ std::string_view Worker::common_headers() {
     last_date_ = date;
   }
   return common_;
+}
+
+void Worker::add_listener(int fd, size_t index, bool owned) {
+  auto l = std::make_unique<Listener>();
+  l->fd = fd;
+  l->index = index;
+  l->worker = this;
+  l->active = false;
+  l->owned = owned;
+  uv_poll_init_socket(&loop_, &l->poll, l->fd);
+  l->poll.data = l.get();
+  // Deferred accept (as nginx's "deferred"): the kernel hands over a TCP
+  // connection once its first bytes are in, so the connection reads its
+  // request at once instead of waiting for another readiness event. A
+  // client that never sends is accepted after the defer period anyway and
+  // then meets the keep-alive deadline.
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+      (local.ss_family == AF_INET || local.ss_family == AF_INET6)) {
+    int defer_s = 5;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
+  }
+  listeners_.push_back(std::move(l));
+}
+
+// Opens this worker's own socket bound to the same TCP address as fd, in the
+// same SO_REUSEPORT group. The shared socket stays watched too: connections
+// the kernel queued there (it is one more member of the group) are accepted
+// by whichever worker is first. Returns -1 (and logs) when it cannot.
+int Worker::open_reuseport_twin(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+    return -1;
+  int s = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (addr.ss_family == AF_INET6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(s, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(s, config_.backlog) != 0) {
+    log(LogLevel::kWarning, "reuse-port: cannot open a socket of this worker's own: %s", strerror(errno));
+    ::close(s);
+    return -1;
+  }
+  return s;
 }
 
 // ---------------------------------------------------------------- accepting
@@ -203,7 +236,12 @@ void Worker::on_signal(uv_signal_t* handle, int signum) {
 void Worker::begin_stop(bool graceful) {
   if (!stopping_) {
     stopping_ = true;
-    for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), nullptr);
+    for (auto& l : listeners_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), nullptr);
+      // A worker's own SO_REUSEPORT socket closes now, so the kernel stops
+      // queueing connections on it; the shared ones belong to the master.
+      if (l->owned) ::close(l->fd);
+    }
     uv_timer_stop(&resume_);
     if (graceful) {
       uv_timer_start(

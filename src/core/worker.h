@@ -29,6 +29,11 @@ struct WorkerConfig {
   size_t max_connections = 16384;
   size_t max_body_buffer = 1 << 20;  // Body bytes read before calling the app.
   std::string server_header = "fulmen";  // Empty: no Server header.
+  // Each worker also opens its own SO_REUSEPORT socket per TCP listener, so
+  // the kernel spreads new connections evenly over the workers instead of
+  // waking them all for each one.
+  bool reuse_port = false;
+  int backlog = 4096;
 };
 
 class Worker {
@@ -75,6 +80,7 @@ class Worker {
     size_t index;
     Worker* worker;
     bool active;
+    bool owned;  // This worker opened it (SO_REUSEPORT twin) and closes it.
   };
 
   static void on_accept(uv_poll_t* handle, int status, int events);
@@ -83,6 +89,8 @@ class Worker {
   static void on_signal(uv_signal_t* handle, int signum);
 
   void accept_from(Listener& l);
+  void add_listener(int fd, size_t index, bool owned);
+  int open_reuseport_twin(int fd);
   void pause_accepting();
   void resume_accepting();
   void begin_stop(bool graceful);

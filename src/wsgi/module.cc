@@ -3,6 +3,7 @@
 // worker runs its event loop with the GIL released.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -87,12 +88,15 @@ PyObject* serve(PyObject*, PyObject* args) {
       !opt_ms(options, "body_timeout", &wc.body_ms) || !opt_ms(options, "send_timeout", &wc.send_ms) ||
       !opt_ms(options, "graceful_timeout", &wc.graceful_ms) || !opt_str(options, "server_header", &wc.server_header) ||
       !opt_str(options, "root_path", &es.root_path) || !opt_str(options, "log_level", &level) ||
-      !opt_bool(options, "script_mode", &as.script_mode))
+      !opt_bool(options, "script_mode", &as.script_mode) || !opt_bool(options, "reuse_port", &wc.reuse_port))
     return nullptr;
   if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
     PyErr_SetString(PyExc_ValueError, "workers, max_headers (<= 128) and max_connections must be >= 1");
     return nullptr;
   }
+  long long backlog = 4096;
+  if (!opt_int(options, "backlog", &backlog)) return nullptr;
+  wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);
   wc.limits.max_headers = static_cast<size_t>(max_headers);
