@@ -347,3 +347,29 @@ def request(srv: Server, raw: bytes) -> tuple[int, dict[str, str], bytes, bytes]
     with srv.connect() as s:
         s.sendall(raw)
         return read_response(s)
+
+
+def raise_nofile(n: int) -> None:
+    """Lets this test process open n descriptors, or skips the test where the hard limit forbids it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < n:
+        pytest.skip(f"needs {n} file descriptors, hard limit is {hard}")
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+def connect_burst(srv: Server, n: int, data: bytes, timeout: float = 30.0) -> list[socket.socket]:
+    """Opens n connections at once (non-blocking connects), then sends data on each."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((srv.host, srv.port))
+        socks.append(s)
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(timeout)
+        s.sendall(data)
+    return socks

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import time
 
 import pytest
 
-from conftest import read_response, recv_until_closed, request
+from conftest import connect_burst, raise_nofile, read_response, recv_until_closed, request
 
 HELLO = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-
-
-def raise_nofile(n: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < n:
-        pytest.skip(f"needs {n} file descriptors, hard limit is {hard}")
-    if soft < n:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
 
 
 def proc_stat(pid: int) -> tuple[float, int]:
@@ -172,16 +163,7 @@ def test_ten_thousand_idle_keepalive_connections(serve, record_property):
     assert request(srv, HELLO)[0] == 200
     worker = srv.worker_pids()[0]
     _, rss0 = proc_stat(worker)
-    socks = []
-    for _ in range(10000):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex((srv.host, srv.port))
-        socks.append(s)
-    for s in socks:
-        s.setblocking(True)
-        s.settimeout(30)
-        s.sendall(HELLO)
+    socks = connect_burst(srv, 10000, HELLO)
     for s in socks:
         assert read_response(s)[0] == 200
     # All 10,000 are held open (idle, keep-alive) by the worker.

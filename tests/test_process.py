@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from conftest import APPS, read_response, recv_until_closed, request, server_env
+from conftest import APPS, connect_burst, raise_nofile, read_response, recv_until_closed, request, server_env
 
 GET = b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -139,23 +139,9 @@ def test_ipv6_and_several_binds(serve):
 
 
 def test_burst_of_1000_connects(serve):
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < 2200:
-        pytest.skip("needs 2200 file descriptors")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+    raise_nofile(2200)
     srv = serve("basic:app")
-    socks = []
-    for _ in range(1000):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex((srv.host, srv.port))
-        socks.append(s)
-    for s in socks:
-        s.setblocking(True)
-        s.settimeout(20)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    socks = connect_burst(srv, 1000, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", timeout=20)
     ok = sum(1 for s in socks if recv_until_closed(s, 20).startswith(b"HTTP/1.1 200 OK"))
     for s in socks:
         s.close()

@@ -197,8 +197,7 @@ PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject
     addr_len = strlen(addr);
     port_len = format_decimal(ntohs(sin6->sin6_port), port_s);
   }
-  PyRef ra(PyUnicode_FromStringAndSize(addr, static_cast<Py_ssize_t>(addr_len))),
-      rp(PyUnicode_FromStringAndSize(port_s, static_cast<Py_ssize_t>(port_len)));
+  PyRef ra(latin1({addr, addr_len})), rp(latin1({port_s, port_len}));
   if (!ra || !rp || PyDict_SetItem(d, k_remote_addr_.get(), ra.get()) < 0 ||
       PyDict_SetItem(d, k_remote_port_.get(), rp.get()) < 0)
     return nullptr;
