@@ -3,7 +3,7 @@ and clients vanishing mid-request and mid-response. Afterwards the worker's Pyth
 RSS and descriptors are back where they were, and close() was called on every iterable.
 
 FULMEN_SOAK_ROUNDS scales it (default 300 rounds of ~25 requests each, about 7,500 requests;
-the long version used for the numbers in SECURITY.md is 40000 rounds, about a million).
+40000 rounds is about a million).
 """
 
 from __future__ import annotations
