@@ -1,5 +1,6 @@
 """A WSGI app with one endpoint per behaviour the end-to-end tests check."""
 
+import atexit
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ BIG = os.urandom(1 << 20)
 STATIC = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fulmen-static-{os.getpid()}.bin")
 with open(STATIC, "wb") as _f:
     _f.write(bytes(range(256)) * 4096)
+atexit.register(lambda: os.path.exists(STATIC) and os.remove(STATIC))  # runs in the master only
 
 
 class Tracked:
