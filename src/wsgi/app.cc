@@ -28,12 +28,21 @@ void decref_with_gil(void* o) {
 
 // Calls close() on a response iterable, as PEP 3333 requires in every case.
 void call_close(PyObject* result, const std::string& path) {
-  PyRef close(PyObject_GetAttrString(result, "close"));
-  if (!close) {
-    PyErr_Clear();
-    return;
+  static PyObject* name = PyUnicode_InternFromString("close");  // Kept for the process's life.
+  PyRef r;
+  if (PyGen_CheckExact(result)) {
+    // Generators (the common iterable) have close(): call it without
+    // building a bound method.
+    PyObject* args[1] = {result};
+    r.reset(PyObject_VectorcallMethod(name, args, 1, nullptr));
+  } else {
+    PyRef close(PyObject_GetAttr(result, name));
+    if (!close) {
+      PyErr_Clear();  // No close(): nothing to call.
+      return;
+    }
+    r.reset(PyObject_CallNoArgs(close.get()));
   }
-  PyRef r(PyObject_CallNoArgs(close.get()));
   if (!r) log_exception(("Error closing the response of " + path).c_str());
 }
 
