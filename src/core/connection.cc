@@ -259,12 +259,14 @@ void Connection::process() {
         break;
     }
   }
-  if (batch) worker_.handler().batch_end();
   in_process_ = false;
-  if (closing_) return;
-  if (!flush()) return;
-  compact_input();
-  update_poll();
+  // The batch ends after the write, so what backed zero-copy output is
+  // released while the handler still holds its resource (the GIL).
+  if (!closing_ && flush()) {
+    compact_input();
+    update_poll();
+  }
+  if (batch) worker_.handler().batch_end();
 }
 
 void Connection::fresh_exchange() {

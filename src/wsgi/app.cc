@@ -18,7 +18,8 @@
 namespace fulmen::wsgi {
 namespace {
 
-// Bodies at least this long are queued by reference instead of copied.
+// Streamed chunks at least this long are queued by reference instead of
+// copied (smaller ones cost less to copy than to track).
 constexpr size_t kRefThreshold = 16384;
 
 void decref_with_gil(void* o) {
@@ -345,7 +346,9 @@ std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, P
       fail(call, "Error in the response head of");
       return nullptr;
     }
-    for (Py_ssize_t i = 0; i < n; ++i) write_item(call, items[i]);
+    // Whole bodies go out by reference, without a copy: the references are
+    // dropped as soon as the batch's write completes.
+    for (Py_ssize_t i = 0; i < n; ++i) write_item(call, items[i], true);
     c.finish_response();
     return nullptr;
   }
@@ -414,7 +417,7 @@ bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
   return true;
 }
 
-bool App::write_item(Call& call, PyObject* item) {
+bool App::write_item(Call& call, PyObject* item, bool by_ref) {
   const char* data;
   Py_ssize_t len;
   if (PyBytes_Check(item)) {
@@ -429,7 +432,7 @@ bool App::write_item(Call& call, PyObject* item) {
   }
   if (len == 0) return true;
   if (!call.head_sent && !send_head(call, -1)) return false;
-  if (static_cast<size_t>(len) >= kRefThreshold)
+  if (by_ref || static_cast<size_t>(len) >= kRefThreshold)
     call.conn->write_body_ref(data, static_cast<size_t>(len), Releaser{decref_with_gil, Py_NewRef(item)});
   else
     call.conn->write_body(data, static_cast<size_t>(len));

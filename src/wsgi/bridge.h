@@ -195,9 +195,10 @@ class App final : public Handler {
   // Writes the response head from call's status and headers. Returns false
   // with a Python exception when they are malformed.
   bool send_head(Call& call, int64_t known_length);
-  // Produces one body piece (bytes, or str in lenient mode). Returns false
-  // with a Python exception when the item is of the wrong type.
-  bool write_item(Call& call, PyObject* item);
+  // Produces one body piece (bytes, or str in lenient mode), by reference
+  // when by_ref or when large, else copied. Returns false with a Python
+  // exception when the item is of the wrong type.
+  bool write_item(Call& call, PyObject* item, bool by_ref = false);
   // Handles an exception from the app: log, 500 or abort.
   void fail(Call& call, const char* context);
 
