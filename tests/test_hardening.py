@@ -178,4 +178,6 @@ def test_ten_thousand_idle_keepalive_connections(serve, record_property):
     assert request(srv, HELLO)[0] == 200
     for s in socks:
         s.close()
-    assert per_conn < 4096
+    if not os.environ.get("FULMEN_SANITIZER_PRELOAD"):
+        # (ASan's redzones and quarantine inflate every allocation: not a measure there.)
+        assert per_conn < 4096
