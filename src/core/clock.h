@@ -11,6 +11,8 @@ class HttpClock {
   // Returns "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" for the current second.
   // The view stays valid until the next call that crosses a second.
   std::string_view date_header();
+  // The second the last date_header() call was for (changes at most once a second).
+  int64_t second() const { return second_; }
 
  private:
   int64_t second_ = -1;

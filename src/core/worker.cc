@@ -62,8 +62,7 @@ int Worker::run() {
 
 std::string_view Worker::common_headers() {
   std::string_view date = clock_.date_header();
-  if (date.data() != last_date_.data() || date.size() != last_date_.size() || common_.empty() ||
-      common_.compare(common_.size() - date.size(), date.size(), date) != 0) {
+  if (clock_.second() != common_second_) {
     common_.clear();
     if (!config_.server_header.empty()) {
       common_.append("Server: ");
@@ -71,7 +70,7 @@ std::string_view Worker::common_headers() {
       common_.append("\r\n");
     }
     common_.append(date);
-    last_date_ = date;
+    common_second_ = clock_.second();
   }
   return common_;
 }

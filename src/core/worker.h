@@ -105,7 +105,7 @@ class Worker {
   HttpClock clock_;
   RequestHead scratch_head_;
   std::string common_;
-  std::string_view last_date_;
+  int64_t common_second_ = -1;  // The second common_ was built for.
   uv_timer_t tick_;
   uv_timer_t resume_;
   uv_timer_t grace_;

@@ -207,7 +207,6 @@ class App final : public Handler {
   PyObject* start_response() const { return start_response_.get(); }
 
  private:
-  std::unique_ptr<ResponseStream> run_app(Call& call, PyObject* callable, PyObject* env);
   std::unique_ptr<ResponseStream> respond(std::unique_ptr<Call> call, PyObject* result);
   bool try_sendfile(Call& call, PyObject* result, PyObject* file);
 
@@ -219,7 +218,6 @@ class App final : public Handler {
   PyRef start_response_;
   PyRef default_headers_;
   PyRef default_status_;
-  std::string path_buf_;
   std::optional<Gil::Acquire> batch_gil_;
   static inline Call* current_ = nullptr;
 };
