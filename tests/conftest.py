@@ -237,10 +237,12 @@ class ServerPool:
 
     def finish(self) -> None:
         for srv in self.servers:
-            if not srv.expect_fail:
-                srv.check_no_leaked_connections()
             workers = srv.worker_pids() if srv.proc.poll() is None else []
-            rc = srv.stop()
+            try:
+                if not srv.expect_fail:
+                    srv.check_no_leaked_connections()
+            finally:
+                rc = srv.stop()  # a failed check must not leave the server running
             srv.check_clean()
             # No worker outlives its master (no orphans, no zombies left behind).
             for pid in workers:
