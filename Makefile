@@ -12,7 +12,7 @@ PY ?= $(PY311)
 TEST_DEPS := pytest requests flask django falcon
 JOBS ?= 2
 
-.PHONY: run test test-cpp test-py test-asan fuzz-smoke deps venvs bench clean format
+.PHONY: run test test-cpp test-py test-asan fuzz-smoke format format-check deps venvs bench clean format
 
 # Installs libuv (Debian/Ubuntu) when pkg-config cannot find it.
 deps:
@@ -77,13 +77,18 @@ fuzz-smoke: deps
 	  ! ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null | grep -q . || exit 1; \
 	done
 
-test: test-cpp fuzz-smoke test-py test-asan
+test: format-check test-cpp fuzz-smoke test-py test-asan
 
 bench: .venv-311/ok
 	.venv-311/bin/python bench/run.py
 
+CXX_SOURCES = $$(find src tests/cpp fuzz -name '*.cc' -o -name '*.h')
 format:
-	clang-format -i $$(find src tests/cpp fuzz -name '*.cc' -o -name '*.h')
+	clang-format -i $(CXX_SOURCES)
+
+# The C++ follows the repository's .clang-format.
+format-check:
+	clang-format --dry-run --Werror $(CXX_SOURCES)
 
 clean:
 	rm -rf build .venv-311 .venv-new .venv-asan

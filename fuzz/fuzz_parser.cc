@@ -60,8 +60,7 @@ int parse(const char* data, size_t size, fulmen::RequestHead* h, const fulmen::P
 void check_one(const char* data, size_t size, const fulmen::ParserLimits& lim) {
   fulmen::RequestHead h;
   const int r = parse(data, size, &h, lim);
-  require(r == 0 || (r > 0 && static_cast<size_t>(r) <= size) || r == -400 || r == -414 || r == -431 ||
-          r == -501);
+  require(r == 0 || (r > 0 && static_cast<size_t>(r) <= size) || r == -400 || r == -414 || r == -431 || r == -501);
   if (r > 0) {
     // The head alone gives the same length; one byte less is incomplete.
     const size_t n = static_cast<size_t>(r);

@@ -1,10 +1,10 @@
 #include "core/connection.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <sys/sendfile.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,7 +26,9 @@ constexpr size_t kMaxIov = 64;
 constexpr uint64_t kLingerMs = 2000;
 constexpr size_t kReadChunk = 16384;
 
-uint64_t now_ms(Worker& w) { return uv_now(w.loop()); }
+uint64_t now_ms(Worker& w) {
+  return uv_now(w.loop());
+}
 
 }  // namespace
 
@@ -254,9 +256,7 @@ void Connection::process() {
         break;
       }
       case State::kClosing:
-      case State::kLinger:
-        stop = true;
-        break;
+      case State::kLinger: stop = true; break;
     }
   }
   in_process_ = false;
@@ -390,7 +390,8 @@ void Connection::respond_error(int status) {
   char body[96];
   int blen = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
   char head[256];
-  int hlen = snprintf(head, sizeof head, "HTTP/1.1 %d %.*s\r\n", status, static_cast<int>(reason.size()), reason.data());
+  int hlen =
+      snprintf(head, sizeof head, "HTTP/1.1 %d %.*s\r\n", status, static_cast<int>(reason.size()), reason.data());
   queue_copy(head, static_cast<size_t>(hlen));
   auto common = worker_.common_headers();
   queue_copy(common.data(), common.size());
@@ -409,7 +410,9 @@ std::string_view Connection::body_available() const {
   return {in_.data() + ex_.body_rd, ex_.body_wr - ex_.body_rd};
 }
 
-void Connection::body_consume(size_t n) { ex_.body_rd += std::min(n, ex_.body_wr - ex_.body_rd); }
+void Connection::body_consume(size_t n) {
+  ex_.body_rd += std::min(n, ex_.body_wr - ex_.body_rd);
+}
 
 int Connection::body_fill_blocking() {
   if (ex_.body_done) return 0;
@@ -566,7 +569,8 @@ void Connection::queue_body(const char* data, size_t len, const Releaser* ref, i
     queue_copy(hex, n);
   }
   if (file_fd >= 0) {
-    segs_.push_back({Segment::kFile, file_fd, nullptr, static_cast<uint64_t>(file_off), len, ref ? *ref : Releaser{}});
+    segs_.push_back(
+        {Segment::kFile, file_fd, nullptr, static_cast<uint64_t>(file_off), len, ref ? *ref : Releaser{}});
     queued_ += len;
   } else if (ref) {
     segs_.push_back({Segment::kRef, -1, data, 0, len, *ref});
@@ -577,7 +581,9 @@ void Connection::queue_body(const char* data, size_t len, const Releaser* ref, i
   if (ex_.chunked_out) queue_copy("\r\n", 2);
 }
 
-void Connection::write_body(const char* data, size_t len) { queue_body(data, len, nullptr, -1, 0); }
+void Connection::write_body(const char* data, size_t len) {
+  queue_body(data, len, nullptr, -1, 0);
+}
 
 void Connection::write_body_ref(const char* data, size_t len, Releaser release) {
   queue_body(data, len, &release, -1, 0);
@@ -667,7 +673,8 @@ bool Connection::flush() {
         iov[cnt].iov_len = t.len;
         ++cnt;
       }
-      n = cnt == 1 ? ::send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL) : ::writev(fd_, iov, static_cast<int>(cnt));
+      n = cnt == 1 ? ::send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : ::writev(fd_, iov, static_cast<int>(cnt));
     }
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -831,8 +838,7 @@ void Connection::on_tick(uint64_t now) {
       if (now - state_since_ >= kLingerMs) close();
       break;
     case State::kClosing:
-    case State::kStreaming:
-      break;  // Covered by the send deadline above.
+    case State::kStreaming: break;  // Covered by the send deadline above.
   }
 }
 

@@ -2,12 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <string>
-#include <algorithm>
 
 namespace fulmen {
 namespace {
@@ -45,8 +45,12 @@ void write_all(const char* data, size_t len) {
 
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-bool log_enabled(LogLevel level) { return level >= g_level; }
+void set_log_level(LogLevel level) {
+  g_level = level;
+}
+bool log_enabled(LogLevel level) {
+  return level >= g_level;
+}
 
 void log(LogLevel level, const char* fmt, ...) {
   if (!log_enabled(level)) return;

@@ -65,12 +65,12 @@ namespace {
 // Character classes.
 
 enum : uint8_t {
-  kTchar = 1 << 0,      // token characters, RFC 9110 5.6.2
-  kHexDig = 1 << 1,     // HEXDIG, RFC 5234 B.1 (case-insensitive)
-  kRegName = 1 << 2,    // reg-name / IPv4address bytes: unreserved / sub-delims / "%" (RFC 3986 3.2.2)
-  kQdText = 1 << 3,     // qdtext, RFC 9110 5.6.4: HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
-  kFieldByte = 1 << 4,  // bytes allowed in a field value: HTAB / SP / VCHAR / obs-text (RFC 9110 5.5)
-  kQuotedPair = 1 << 5, // second byte of a quoted-pair: HTAB / SP / VCHAR / obs-text (RFC 9110 5.6.4)
+  kTchar = 1 << 0,       // token characters, RFC 9110 5.6.2
+  kHexDig = 1 << 1,      // HEXDIG, RFC 5234 B.1 (case-insensitive)
+  kRegName = 1 << 2,     // reg-name / IPv4address bytes: unreserved / sub-delims / "%" (RFC 3986 3.2.2)
+  kQdText = 1 << 3,      // qdtext, RFC 9110 5.6.4: HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+  kFieldByte = 1 << 4,   // bytes allowed in a field value: HTAB / SP / VCHAR / obs-text (RFC 9110 5.5)
+  kQuotedPair = 1 << 5,  // second byte of a quoted-pair: HTAB / SP / VCHAR / obs-text (RFC 9110 5.6.4)
 };
 
 constexpr bool one_of(int c, const char* set) {
@@ -111,8 +111,12 @@ constexpr std::array<uint8_t, 256> make_lower() {
 // ASCII-only lowercasing; <cctype> would consult the locale on every byte.
 constexpr std::array<uint8_t, 256> kLower = make_lower();
 
-inline bool is(unsigned char c, uint8_t cls) { return (kClass[c] & cls) != 0; }
-inline bool is_ows(int c) { return c == ' ' || c == '\t'; }  // OWS/BWS, RFC 9110 5.6.3
+inline bool is(unsigned char c, uint8_t cls) {
+  return (kClass[c] & cls) != 0;
+}
+inline bool is_ows(int c) {
+  return c == ' ' || c == '\t';
+}  // OWS/BWS, RFC 9110 5.6.3
 
 // Case-insensitive comparison against a lowercase literal.
 inline bool iequals(std::string_view s, std::string_view lower) {
@@ -124,7 +128,9 @@ inline bool iequals(std::string_view s, std::string_view lower) {
 
 // Non-throwing substrings (std::string_view::substr has a throwing bounds
 // check; these callers always stay in bounds).
-inline std::string_view prefix(std::string_view s, size_t n) { return {s.data(), std::min(n, s.size())}; }
+inline std::string_view prefix(std::string_view s, size_t n) {
+  return {s.data(), std::min(n, s.size())};
+}
 inline std::string_view suffix_from(std::string_view s, size_t pos) {
   return {s.data() + pos, s.size() - pos};  // pos <= s.size()
 }
@@ -349,8 +355,10 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
       if (iequals(name, "connection")) {
         // RFC 9110 7.6.1: connection-option = token, case-insensitive.
         for_each_list_element(value, [st](std::string_view opt) {
-          if (iequals(opt, "close")) st->conn_close = true;
-          else if (iequals(opt, "keep-alive")) st->conn_keep_alive = true;
+          if (iequals(opt, "close"))
+            st->conn_close = true;
+          else if (iequals(opt, "keep-alive"))
+            st->conn_keep_alive = true;
           return true;
         });
       }
@@ -385,15 +393,16 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
           // An empty element, or any coding after "chunked" (chunked repeated
           // or not last, RFC 9112 6.3 (4)), makes the length undeterminable.
           if (coding.empty() || st->te_chunked) return false;
-          if (iequals(coding, "chunked")) st->te_chunked = true;
-          else st->te_other = true;
+          if (iequals(coding, "chunked"))
+            st->te_chunked = true;
+          else
+            st->te_other = true;
           return true;
         });
         if (!ok) return -400;
       }
       break;
-    default:
-      break;
+    default: break;
   }
   return 0;
 }
@@ -566,15 +575,15 @@ constexpr int kMaxChunkSizeDigits = 16;  // 16 hex digits fill a uint64_t exactl
 
 // Sub-states of State::kExt, stored in digits_.
 enum ExtState : int {
-  kExtNeedSemi,    // after BWS following the size or a value: only BWS or ';' may follow
-  kExtNameStart,   // after ';': BWS, then the first tchar of a name
-  kExtName,        // inside a name
-  kExtAfterName,   // BWS after a name: '=' or ';' must follow
-  kExtValueStart,  // after '=': BWS, then a token or a quoted-string
-  kExtToken,       // inside a token value
-  kExtQuoted,      // inside a quoted-string
-  kExtQuotedPair,  // after a backslash inside a quoted-string
-  kExtAfterQuoted, // right after the closing DQUOTE
+  kExtNeedSemi,     // after BWS following the size or a value: only BWS or ';' may follow
+  kExtNameStart,    // after ';': BWS, then the first tchar of a name
+  kExtName,         // inside a name
+  kExtAfterName,    // BWS after a name: '=' or ';' must follow
+  kExtValueStart,   // after '=': BWS, then a token or a quoted-string
+  kExtToken,        // inside a token value
+  kExtQuoted,       // inside a quoted-string
+  kExtQuotedPair,   // after a backslash inside a quoted-string
+  kExtAfterQuoted,  // right after the closing DQUOTE
 };
 
 // Sub-states of State::kTrailer, stored in digits_ (trailer_empty_ says
@@ -613,19 +622,19 @@ int next_ext_state(int st, unsigned char c) {
       if (c == '"') return kExtAfterQuoted;
       if (c == '\\') return kExtQuotedPair;
       return is(c, kQdText) ? kExtQuoted : -1;
-    case kExtQuotedPair:
-      return is(c, kQuotedPair) ? kExtQuoted : -1;
+    case kExtQuotedPair: return is(c, kQuotedPair) ? kExtQuoted : -1;
     case kExtAfterQuoted:
       if (ows) return kExtNeedSemi;
       return c == ';' ? kExtNameStart : -1;
-    default:
-      return -1;
+    default: return -1;
   }
 }
 
 // Whether the chunk-ext may end (CRLF) in state st: only right after a name or
 // a value. Trailing BWS is not allowed ("5 \r\n", "5;a \r\n" are invalid).
-bool ext_may_end(int st) { return st == kExtName || st == kExtToken || st == kExtAfterQuoted; }
+bool ext_may_end(int st) {
+  return st == kExtName || st == kExtToken || st == kExtAfterQuoted;
+}
 
 int hex_value(unsigned char c) {
   if (c <= '9') return c - '0';
@@ -720,8 +729,10 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* dst, const char* src, size_t
           trailer_empty_ = false;
           digits_ = kTrailerName;
         } else if (digits_ == kTrailerName) {
-          if (c == ':') digits_ = kTrailerValue;
-          else if (!is(c, kTchar)) return fail();  // whitespace before ':' included
+          if (c == ':')
+            digits_ = kTrailerValue;
+          else if (!is(c, kTchar))
+            return fail();  // whitespace before ':' included
         } else if (!is(c, kFieldByte)) {
           return fail();  // control byte in a value
         }
@@ -740,8 +751,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* dst, const char* src, size_t
         trailer_empty_ = true;
         line_len_ = 0;
         continue;
-      case State::kDone:
-        return Result{1, i, produced};
+      case State::kDone: return Result{1, i, produced};
     }
     ++i;
   }

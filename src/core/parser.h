@@ -21,9 +21,9 @@ struct Header {
 };
 
 struct ParserLimits {
-  size_t max_request_line = 8190;   // bytes before the CRLF of the request line -> 414
-  size_t max_head = 65536;          // whole head including the final CRLFCRLF -> 431
-  size_t max_headers = 100;         // number of header fields -> 431 (<= kMaxHeaders)
+  size_t max_request_line = 8190;  // bytes before the CRLF of the request line -> 414
+  size_t max_head = 65536;         // whole head including the final CRLFCRLF -> 431
+  size_t max_headers = 100;        // number of header fields -> 431 (<= kMaxHeaders)
 };
 
 inline constexpr size_t kMaxHeaders = 128;
@@ -78,8 +78,8 @@ class ChunkedDecoder {
   bool done() const { return state_ == State::kDone; }
   uint64_t total() const { return total_; }
 
-  size_t max_line = 4096;      // chunk-size line incl. extensions, or one trailer line
-  size_t max_trailers = 100;   // trailer field lines (each bounded by max_line)
+  size_t max_line = 4096;     // chunk-size line incl. extensions, or one trailer line
+  size_t max_trailers = 100;  // trailer field lines (each bounded by max_line)
 
  private:
   enum class State : uint8_t { kSize, kExt, kSizeLf, kData, kDataCr, kDataLf, kTrailer, kTrailerLf, kDone };

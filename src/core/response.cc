@@ -16,7 +16,9 @@ constexpr std::array<bool, 256> make_tchar() {
 }
 constexpr auto kTchar = make_tchar();
 
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 }  // namespace
 

@@ -147,8 +147,7 @@ void Worker::accept_from(Listener& l) {
       switch (errno) {
         case EINTR:
         case ECONNABORTED:
-        case EPROTO:
-          continue;
+        case EPROTO: continue;
         case EAGAIN:
 #if EAGAIN != EWOULDBLOCK
         case EWOULDBLOCK:
@@ -165,9 +164,7 @@ void Worker::accept_from(Listener& l) {
           pause_accepting();
           uv_timer_start(&resume_, on_resume, kAcceptRetryMs, 0);
           return;
-        default:
-          log(LogLevel::kError, "accept: %s", strerror(errno));
-          return;
+        default: log(LogLevel::kError, "accept: %s", strerror(errno)); return;
       }
     }
     // TCP_NODELAY is set by the connection once it has a second response

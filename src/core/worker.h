@@ -21,13 +21,13 @@ namespace fulmen {
 
 struct WorkerConfig {
   ParserLimits limits;
-  uint64_t keepalive_ms = 5000;   // Idle keep-alive connection.
-  uint64_t header_ms = 10000;     // Whole request head, from its first byte.
-  uint64_t body_ms = 30000;       // Between two pieces of request body.
-  uint64_t send_ms = 30000;       // Between two pieces of response progress.
-  uint64_t graceful_ms = 30000;   // In-flight responses after SIGTERM.
+  uint64_t keepalive_ms = 5000;  // Idle keep-alive connection.
+  uint64_t header_ms = 10000;    // Whole request head, from its first byte.
+  uint64_t body_ms = 30000;      // Between two pieces of request body.
+  uint64_t send_ms = 30000;      // Between two pieces of response progress.
+  uint64_t graceful_ms = 30000;  // In-flight responses after SIGTERM.
   size_t max_connections = 16384;
-  size_t max_body_buffer = 1 << 20;  // Body bytes read before calling the app.
+  size_t max_body_buffer = 1 << 20;      // Body bytes read before calling the app.
   std::string server_header = "fulmen";  // Empty: no Server header.
   // Each worker also opens its own SO_REUSEPORT socket per TCP listener, so
   // the kernel spreads new connections evenly over the workers instead of

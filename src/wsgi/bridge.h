@@ -10,6 +10,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>  // PyMemberDef and T_* on Python < 3.12
 
 #include <memory>
 #include <optional>

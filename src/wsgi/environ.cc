@@ -13,19 +13,61 @@ namespace fulmen::wsgi {
 namespace {
 
 // Request headers common enough to deserve a prebuilt environ key.
-constexpr const char* kKnownHeaders[] = {
-    "host", "user-agent", "accept", "accept-encoding", "accept-language", "accept-charset", "connection",
-    "cookie", "referer", "origin", "cache-control", "pragma", "authorization", "if-modified-since",
-    "if-none-match", "if-match", "if-unmodified-since", "if-range", "range", "upgrade", "upgrade-insecure-requests",
-    "dnt", "te", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-    "x-real-ip", "x-requested-with", "x-request-id", "forwarded", "via", "sec-fetch-site", "sec-fetch-mode",
-    "sec-fetch-dest", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "keep-alive",
-    "content-encoding", "content-md5", "priority", "purpose", "x-csrftoken", "x-csrf-token",
-    "access-control-request-method", "access-control-request-headers"};
+constexpr const char* kKnownHeaders[] = {"host",
+                                         "user-agent",
+                                         "accept",
+                                         "accept-encoding",
+                                         "accept-language",
+                                         "accept-charset",
+                                         "connection",
+                                         "cookie",
+                                         "referer",
+                                         "origin",
+                                         "cache-control",
+                                         "pragma",
+                                         "authorization",
+                                         "if-modified-since",
+                                         "if-none-match",
+                                         "if-match",
+                                         "if-unmodified-since",
+                                         "if-range",
+                                         "range",
+                                         "upgrade",
+                                         "upgrade-insecure-requests",
+                                         "dnt",
+                                         "te",
+                                         "expect",
+                                         "x-forwarded-for",
+                                         "x-forwarded-proto",
+                                         "x-forwarded-host",
+                                         "x-forwarded-port",
+                                         "x-real-ip",
+                                         "x-requested-with",
+                                         "x-request-id",
+                                         "forwarded",
+                                         "via",
+                                         "sec-fetch-site",
+                                         "sec-fetch-mode",
+                                         "sec-fetch-dest",
+                                         "sec-fetch-user",
+                                         "sec-ch-ua",
+                                         "sec-ch-ua-mobile",
+                                         "sec-ch-ua-platform",
+                                         "keep-alive",
+                                         "content-encoding",
+                                         "content-md5",
+                                         "priority",
+                                         "purpose",
+                                         "x-csrftoken",
+                                         "x-csrf-token",
+                                         "access-control-request-method",
+                                         "access-control-request-headers"};
 
 constexpr size_t kTableSize = 256;  // Power of two, > 3x the known headers.
 
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 // FNV-1a over the lower-cased name.
 inline uint32_t name_hash(std::string_view s) {
@@ -34,7 +76,9 @@ inline uint32_t name_hash(std::string_view s) {
   return h;
 }
 
-PyObject* intern(const char* s) { return PyUnicode_InternFromString(s); }
+PyObject* intern(const char* s) {
+  return PyUnicode_InternFromString(s);
+}
 
 PyObject* latin1(std::string_view s) {
   return PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);

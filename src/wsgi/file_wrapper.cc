@@ -1,17 +1,15 @@
 // wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling") and
 // wsgi.errors. The server recognises a FileWrapper over a real file and sends
 // it with sendfile(2); iterating it is the portable fallback.
+
 #include "core/log.h"
 #include "wsgi/bridge.h"
-
-#include <structmember.h>
 
 namespace fulmen::wsgi {
 namespace {
 
 struct FileWrapper {
-  PyObject_HEAD
-  PyObject* filelike;
+  PyObject_HEAD PyObject* filelike;
   Py_ssize_t blksize;
 };
 
@@ -91,7 +89,9 @@ PyObject* errors_writelines(PyObject* self, PyObject* lines) {
   Py_RETURN_NONE;
 }
 
-PyObject* errors_flush(PyObject*, PyObject*) { Py_RETURN_NONE; }
+PyObject* errors_flush(PyObject*, PyObject*) {
+  Py_RETURN_NONE;
+}
 
 PyMethodDef errors_methods[] = {
     {"write", errors_write, METH_O, "Writes a string to the server's error log."},
@@ -132,6 +132,8 @@ PyTypeObject ErrorsType = [] {
   return t;
 }();
 
-PyObject* file_wrapper_filelike(PyObject* wrapper) { return reinterpret_cast<FileWrapper*>(wrapper)->filelike; }
+PyObject* file_wrapper_filelike(PyObject* wrapper) {
+  return reinterpret_cast<FileWrapper*>(wrapper)->filelike;
+}
 
 }  // namespace fulmen::wsgi

@@ -9,8 +9,7 @@ namespace fulmen::wsgi {
 namespace {
 
 struct Input {
-  PyObject_HEAD
-  Connection* conn;  // nullptr once the request is over: reads see EOF.
+  PyObject_HEAD Connection* conn;  // nullptr once the request is over: reads see EOF.
 };
 
 // Waits for more body bytes. Returns 1 (more), 0 (end of body), or -1 with
@@ -146,6 +145,8 @@ PyObject* input_new(Connection* conn) {
   return reinterpret_cast<PyObject*>(self);
 }
 
-void input_detach(PyObject* input) { reinterpret_cast<Input*>(input)->conn = nullptr; }
+void input_detach(PyObject* input) {
+  reinterpret_cast<Input*>(input)->conn = nullptr;
+}
 
 }  // namespace fulmen::wsgi

@@ -78,17 +78,17 @@ PyObject* serve(PyObject*, PyObject* args) {
   MasterConfig mc;
   EnvironSettings es;
   AppSettings as;
-  long long workers = 1, max_line = 8190, max_head = 65536, max_headers = 100, max_conns = 16384,
-            max_body = 1 << 20;
+  long long workers = 1, max_line = 8190, max_head = 65536, max_headers = 100, max_conns = 16384, max_body = 1 << 20;
   std::string level = "info";
   if (!opt_int(options, "workers", &workers) || !opt_int(options, "max_request_line", &max_line) ||
       !opt_int(options, "max_header_size", &max_head) || !opt_int(options, "max_headers", &max_headers) ||
       !opt_int(options, "max_connections", &max_conns) || !opt_int(options, "max_body_buffer", &max_body) ||
       !opt_ms(options, "keepalive_timeout", &wc.keepalive_ms) || !opt_ms(options, "header_timeout", &wc.header_ms) ||
       !opt_ms(options, "body_timeout", &wc.body_ms) || !opt_ms(options, "send_timeout", &wc.send_ms) ||
-      !opt_ms(options, "graceful_timeout", &wc.graceful_ms) || !opt_str(options, "server_header", &wc.server_header) ||
-      !opt_str(options, "root_path", &es.root_path) || !opt_str(options, "log_level", &level) ||
-      !opt_bool(options, "script_mode", &as.script_mode) || !opt_bool(options, "reuse_port", &wc.reuse_port))
+      !opt_ms(options, "graceful_timeout", &wc.graceful_ms) ||
+      !opt_str(options, "server_header", &wc.server_header) || !opt_str(options, "root_path", &es.root_path) ||
+      !opt_str(options, "log_level", &level) || !opt_bool(options, "script_mode", &as.script_mode) ||
+      !opt_bool(options, "reuse_port", &wc.reuse_port))
     return nullptr;
   if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
     PyErr_SetString(PyExc_ValueError, "workers, max_headers (<= 128) and max_connections must be >= 1");

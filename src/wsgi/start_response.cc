@@ -124,8 +124,8 @@ PyObject* start_response_impl(PyObject* write, PyObject* const* args, Py_ssize_t
 }
 
 PyMethodDef start_response_def = {
-    "start_response", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(start_response_impl)),
-    METH_FASTCALL, "start_response(status, headers, exc_info=None) -> write: the PEP 3333 callable."};
+    "start_response", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(start_response_impl)), METH_FASTCALL,
+    "start_response(status, headers, exc_info=None) -> write: the PEP 3333 callable."};
 
 }  // namespace
 

@@ -118,9 +118,8 @@ struct EqResult {
 // Integers that std::cmp_equal accepts (not bool or character types).
 template <class T>
 inline constexpr bool kPlainInt =
-    std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char> &&
-    !std::is_same_v<T, char8_t> && !std::is_same_v<T, char16_t> && !std::is_same_v<T, char32_t> &&
-    !std::is_same_v<T, wchar_t>;
+    std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char> && !std::is_same_v<T, char8_t> &&
+    !std::is_same_v<T, char16_t> && !std::is_same_v<T, char32_t> && !std::is_same_v<T, wchar_t>;
 
 template <class A, class B>
 EqResult eq(const A& a, const B& b, const char* sa, const char* sb) {
@@ -183,9 +182,8 @@ inline int run_all(int argc, char** argv) {
   for (bool check_ok_ = ::check::counted(!!(cond)); !check_ok_; check_ok_ = true) \
   ::check::Failure(__FILE__, __LINE__, "CHECK(" #cond ") ")
 
-#define CHECK_EQ(a, b)                                                         \
-  for (::check::EqResult check_eq_r_ = ::check::eq((a), (b), #a, #b);          \
-       !check_eq_r_.ok; check_eq_r_.ok = true)                                 \
+#define CHECK_EQ(a, b)                                                                                        \
+  for (::check::EqResult check_eq_r_ = ::check::eq((a), (b), #a, #b); !check_eq_r_.ok; check_eq_r_.ok = true) \
   ::check::Failure(__FILE__, __LINE__, std::move(check_eq_r_.message))
 
 #define TEST(name)                                                 \
@@ -193,5 +191,7 @@ inline int run_all(int argc, char** argv) {
   static const ::check::Registrar name##_registrar_(#name, &name); \
   static void name()
 
-#define CHECK_MAIN() \
-  int main(int argc, char** argv) { return ::check::run_all(argc, argv); }
+#define CHECK_MAIN()                     \
+  int main(int argc, char** argv) {      \
+    return ::check::run_all(argc, argv); \
+  }

@@ -94,7 +94,9 @@ int parse(std::string_view in, RequestHead* h, const ParserLimits& lim = {}) {
 
 // Helpers take the caller's line as `int line = __builtin_LINE()` (works with
 // GCC and clang alike; std::source_location needs clang >= 15).
-std::string where(int line) { return " (called from line " + std::to_string(line) + ")"; }
+std::string where(int line) {
+  return " (called from line " + std::to_string(line) + ")";
+}
 
 // ---------------------------------------------------------------------------
 // Request expectations.
@@ -120,13 +122,14 @@ struct Want {
 };
 
 // For big inputs only a sample of prefixes is checked to keep the run fast.
-bool check_prefix(size_t k, size_t full) { return full <= 2048 || k < 64 || full - k < 64 || k % 61 == 0; }
+bool check_prefix(size_t k, size_t full) {
+  return full <= 2048 || k < 64 || full - k < 64 || k % 61 == 0;
+}
 
 // A valid head: every prefix shorter than the head is incomplete (0), the
 // input and every prefix at least as long as the head return the head length,
 // and the fields are as expected.
-void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim = {},
-               int line = __builtin_LINE()) {
+void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim = {}, int line = __builtin_LINE()) {
   const size_t full = w.length.value_or(in.size());
   RequestHead h;
   for (size_t k = 0; k < full; ++k) {
@@ -137,8 +140,7 @@ void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim 
   }
   for (size_t k = full + 1; k < in.size(); ++k) {
     const int r = parse(in.substr(0, k), &h, lim);
-    CHECK_EQ(static_cast<size_t>(r), full)
-        << "prefix " << k << " of \"" << check::escape(in) << "\"" << where(line);
+    CHECK_EQ(static_cast<size_t>(r), full) << "prefix " << k << " of \"" << check::escape(in) << "\"" << where(line);
   }
   const int r = parse(in, &h, lim);
   const std::string ctx = " for \"" + check::escape(in) + "\"" + where(line);
@@ -168,8 +170,7 @@ void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim 
 // An invalid input: the whole input gives `code`, and along the prefixes the
 // result goes 0...0 then code...code (a prefix never gives another error, and
 // once an error is certain it stays).
-void expect_err(std::string_view in, int code, const ParserLimits& lim = {},
-                int line = __builtin_LINE()) {
+void expect_err(std::string_view in, int code, const ParserLimits& lim = {}, int line = __builtin_LINE()) {
   RequestHead h;
   bool seen = false;
   for (size_t k = 0; k < in.size(); ++k) {
@@ -187,19 +188,34 @@ void expect_err(std::string_view in, int code, const ParserLimits& lim = {},
 const std::string kGet11 = "GET / HTTP/1.1\r\n";
 const std::string kHost = "Host: a\r\n";
 
-std::string with_headers(std::string_view fields) { return kGet11 + kHost + std::string(fields) + "\r\n"; }
+std::string with_headers(std::string_view fields) {
+  return kGet11 + kHost + std::string(fields) + "\r\n";
+}
 
 // ---------------------------------------------------------------------------
 // Request line.
 
 TEST(simple_requests) {
-  expect_ok("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            {.method = "GET", .target = "/", .path = "/", .query = "", .minor = 1, .host = "example.com",
-             .has_cl = false, .cl = 0, .chunked = false, .keep_alive = true, .expect = false,
-             .headers = std::vector<Hdr>{{"Host", "example.com"}}});
-  expect_ok("GET /index.html HTTP/1.0\r\n\r\n",
-            {.method = "GET", .target = "/index.html", .path = "/index.html", .query = "", .minor = 0,
-             .host = "", .keep_alive = false, .headers = std::vector<Hdr>{}});
+  expect_ok("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", {.method = "GET",
+                                                            .target = "/",
+                                                            .path = "/",
+                                                            .query = "",
+                                                            .minor = 1,
+                                                            .host = "example.com",
+                                                            .has_cl = false,
+                                                            .cl = 0,
+                                                            .chunked = false,
+                                                            .keep_alive = true,
+                                                            .expect = false,
+                                                            .headers = std::vector<Hdr>{{"Host", "example.com"}}});
+  expect_ok("GET /index.html HTTP/1.0\r\n\r\n", {.method = "GET",
+                                                 .target = "/index.html",
+                                                 .path = "/index.html",
+                                                 .query = "",
+                                                 .minor = 0,
+                                                 .host = "",
+                                                 .keep_alive = false,
+                                                 .headers = std::vector<Hdr>{}});
   expect_ok("POST /submit HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
             {.method = "POST", .path = "/submit", .has_cl = true, .cl = 3});
 }
@@ -235,13 +251,15 @@ TEST(versions) {
     // Treated as 1.1, so Host is required.
     expect_err("GET / HTTP/1."s + d + "\r\n\r\n", -400);
   }
-  for (const char* v : {"HTTP/2.0", "HTTP/0.9", "http/1.1", "Http/1.1", "HTTP/1.10", "HTTP/1.", "HTTP/1.x",
-                        "HTTP/11", "HTTP/1", "HTTP 1.1", "HTTP/1.1.1", "HTTPS/1.1", "HTTP/3"}) {
+  for (const char* v : {"HTTP/2.0", "HTTP/0.9", "http/1.1", "Http/1.1", "HTTP/1.10", "HTTP/1.", "HTTP/1.x", "HTTP/11",
+                        "HTTP/1", "HTTP 1.1", "HTTP/1.1.1", "HTTPS/1.1", "HTTP/3"}) {
     expect_err("GET / "s + v + "\r\nHost: a\r\n\r\n", -400);
   }
 }
 
-TEST(missing_host_on_1_0_is_fine) { expect_ok("GET / HTTP/1.0\r\n\r\n", {.host = ""}); }
+TEST(missing_host_on_1_0_is_fine) {
+  expect_ok("GET / HTTP/1.0\r\n\r\n", {.host = ""});
+}
 
 // ---------------------------------------------------------------------------
 // Request target.
@@ -282,9 +300,8 @@ TEST(absolute_form) {
   expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y"});
   expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/"});
   for (const char* t : {"ftp://a/", "http:/a", "http:", "http://", "https://", "http:///p", "http://?q",
-                        "http://u@h/", "http://u:p@h/", "http://:80/", "http://h:x/", "http://h h/",
-                        "http://[::1/", "http://[]/", "http://h\"/", "htt://h/", "example.com:80",
-                        "example.com", "a/b"}) {
+                        "http://u@h/", "http://u:p@h/", "http://:80/", "http://h:x/", "http://h h/", "http://[::1/",
+                        "http://[]/", "http://h\"/", "htt://h/", "example.com:80", "example.com", "a/b"}) {
     expect_err("GET "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
   }
 }
@@ -303,8 +320,8 @@ TEST(authority_form_only_for_connect) {
             {.method = "CONNECT", .target = "example.com:443", .path = "example.com:443", .query = ""});
   expect_ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "[::1]:443"});
   expect_ok("CONNECT 10.0.0.1:8080 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "10.0.0.1:8080"});
-  for (const char* t : {"/", "/x", "*", "example.com", "example.com:", ":443", "a:b", "http://a:1/", "u@a:1",
-                        "a:1/", "[::1]", "[::1]443"}) {
+  for (const char* t : {"/", "/x", "*", "example.com", "example.com:", ":443", "a:b", "http://a:1/", "u@a:1", "a:1/",
+                        "[::1]", "[::1]443"}) {
     expect_err("CONNECT "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
   }
   expect_err("GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
@@ -331,8 +348,7 @@ TEST(scanner_block_boundaries) {
     std::string value(len, 'v');  // interior HTAB and obs-text are fine in a value
     if (len >= 4) value[len / 2] = '\t';
     if (len >= 3) value[len - 2] = '\xe9';
-    expect_ok(with_headers("X: " + value + "\r\n"),
-              {.headers = std::vector<Hdr>{{"Host", "a"}, {"X", value}}});
+    expect_ok(with_headers("X: " + value + "\r\n"), {.headers = std::vector<Hdr>{{"Host", "a"}, {"X", value}}});
     for (size_t pos = 0; pos < len; ++pos) {
       for (char bad : bads) {
         if (pos > 0) {
@@ -391,12 +407,12 @@ TEST(obs_fold_and_leading_whitespace) {
 TEST(field_names) {
   expect_ok(with_headers("X-!#$%&'*+-.^_`|~09aZ: v\r\n"),
             {.headers = std::vector<Hdr>{{"Host", "a"}, {"X-!#$%&'*+-.^_`|~09aZ", "v"}}});
-  expect_ok(with_headers("x-MiXeD-CaSe: v\r\n"),
-            {.headers = std::vector<Hdr>{{"Host", "a"}, {"x-MiXeD-CaSe", "v"}}});
-  for (const char* line : {"Host : a\r\n", "X : a\r\n", "X\t: a\r\n", ": a\r\n", ":\r\n", "Ho(st: a\r\n",
-                           "X@: a\r\n", "X/Y: a\r\n", "X\"Y: a\r\n", "H\xc3\xb6: a\r\n", "X\x01: a\r\n",
-                           "X\x7f: a\r\n", "X[]: a\r\n", "X{}: a\r\n", "X=Y: a\r\n", "X,Y: a\r\n",
-                           "X;Y: a\r\n", "X?: a\r\n", "X\\: a\r\n", "NoColon\r\n", "X Y: a\r\n"}) {
+  expect_ok(with_headers("x-MiXeD-CaSe: v\r\n"), {.headers = std::vector<Hdr>{{"Host", "a"}, {"x-MiXeD-CaSe", "v"}}});
+  for (const char* line :
+       {"Host : a\r\n", "X : a\r\n",   "X\t: a\r\n",  ": a\r\n",          ":\r\n",        "Ho(st: a\r\n",
+        "X@: a\r\n",    "X/Y: a\r\n",  "X\"Y: a\r\n", "H\xc3\xb6: a\r\n", "X\x01: a\r\n", "X\x7f: a\r\n",
+        "X[]: a\r\n",   "X{}: a\r\n",  "X=Y: a\r\n",  "X,Y: a\r\n",       "X;Y: a\r\n",   "X?: a\r\n",
+        "X\\: a\r\n",   "NoColon\r\n", "X Y: a\r\n"}) {
     expect_err(with_headers(line), -400);
   }
   expect_err("GET / HTTP/1.1\r\nX\0: a\r\nHost: a\r\n\r\n"s, -400);
@@ -411,8 +427,7 @@ TEST(field_values) {
   expect_ok(with_headers("X: caf\xc3\xa9 \x80\xff\r\n"),
             {.headers = std::vector<Hdr>{{"Host", "a"}, {"X", "caf\xc3\xa9 \x80\xff"}}});
   const std::string vchars = "!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~";
-  expect_ok(with_headers("X: " + vchars + "\r\n"),
-            {.headers = std::vector<Hdr>{{"Host", "a"}, {"X", vchars}}});
+  expect_ok(with_headers("X: " + vchars + "\r\n"), {.headers = std::vector<Hdr>{{"Host", "a"}, {"X", vchars}}});
   expect_ok("GET / HTTP/1.1\r\nHost:\t  spaced.example  \t\r\n\r\n", {.host = "spaced.example"});
   for (const char* v : {"a\x01", "a\x7f", "\x1f", "a\x0b", "a\x0c", "a\x1b[0m"}) {
     expect_err(with_headers("X: "s + v + "\r\n"), -400);
@@ -422,13 +437,12 @@ TEST(field_values) {
 
 TEST(immediate_rejection_of_bad_prefixes) {
   RequestHead h;
-  for (const std::string& in : {"GET /\x01"s, "GET /\0"s, "G\x01"s, "G("s, "\x16\x03\x01"s, "GET / HTTP/2"s,
-                               "GET / http"s, "GET / HTTP/1.1\n"s, "GET  "s, "\r\x00"s, "\n"s,
-                               "GET / HTTP/1.1\r\nHost : "s, "GET / HTTP/1.1\r\nHost: a\r\nX: \x00"s,
-                               "GET / HTTP/1.1\r\n "s, "GET / HTTP/1.1\r\nHost: a\r\r"s, "GET * HTTP/1.1"s,
-                               "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n"s,
-                               "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n"s,
-                               "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"s}) {
+  for (const std::string& in :
+       {"GET /\x01"s, "GET /\0"s, "G\x01"s, "G("s, "\x16\x03\x01"s, "GET / HTTP/2"s, "GET / http"s,
+        "GET / HTTP/1.1\n"s, "GET  "s, "\r\x00"s, "\n"s, "GET / HTTP/1.1\r\nHost : "s,
+        "GET / HTTP/1.1\r\nHost: a\r\nX: \x00"s, "GET / HTTP/1.1\r\n "s, "GET / HTTP/1.1\r\nHost: a\r\r"s,
+        "GET * HTTP/1.1"s, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n"s,
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n"s, "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"s}) {
     CHECK_EQ(parse(in, &h), -400) << "for \"" << check::escape(in) << "\"";
     expect_err(in, -400);
   }
@@ -506,16 +520,15 @@ TEST(content_length) {
   expect_ok(with_headers("Content-Length: 42\r\n"), {.has_cl = true, .cl = 42});
   expect_ok(with_headers("content-length: 007\r\n"), {.has_cl = true, .cl = 7});
   expect_ok(with_headers("Content-Length:  12 \t\r\n"), {.has_cl = true, .cl = 12});
-  expect_ok(with_headers("Content-Length: 9223372036854775807\r\n"),
-            {.has_cl = true, .cl = 9223372036854775807ull});
+  expect_ok(with_headers("Content-Length: 9223372036854775807\r\n"), {.has_cl = true, .cl = 9223372036854775807ull});
   expect_ok(with_headers("Content-Length: 000000000000000000000000000000000001\r\n"), {.cl = 1});
   // Identical duplicates are merged (RFC 9110 8.6).
   expect_ok(with_headers("Content-Length: 5\r\nContent-Length: 5\r\n"), {.has_cl = true, .cl = 5});
   expect_ok(with_headers("Content-Length: 5\r\nX: y\r\nCONTENT-LENGTH:5 \r\n"), {.cl = 5});
-  for (const char* v : {"", "+5", "-5", "5 5", "5, 5", "5,5", ",5", "0x5", "5a", "a", "5.0", "1e3",
-                        "\xd9\xa5",  // ARABIC-INDIC DIGIT FIVE
-                        "9223372036854775808", "18446744073709551615", "18446744073709551616",
-                        "99999999999999999999999999"}) {
+  for (const char* v :
+       {"", "+5", "-5", "5 5", "5, 5", "5,5", ",5", "0x5", "5a", "a", "5.0", "1e3",
+        "\xd9\xa5",  // ARABIC-INDIC DIGIT FIVE
+        "9223372036854775808", "18446744073709551615", "18446744073709551616", "99999999999999999999999999"}) {
     expect_err(with_headers("Content-Length: "s + v + "\r\n"), -400);
   }
   expect_err(with_headers("Content-Length: 5\r\nContent-Length: 6\r\n"), -400);
@@ -628,7 +641,10 @@ TEST(request_line_limit) {
   // them does not turn the 414 into a 400, one within them does.
   lim.max_request_line = 10;
   expect_err("GET /aaaaaaaaaaaa\x01 HTTP/1.1\r\nHost: a\r\n\r\n", -414, lim);
-  expect_err("GET /\x01" "aaaaaaaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n", -400, lim);
+  expect_err(
+      "GET /\x01"
+      "aaaaaaaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n",
+      -400, lim);
   // The default limit (8190) with an exact and an oversized line.
   const std::string exact = "GET /" + std::string(8190 - 14, 'x') + " HTTP/1.1";
   CHECK_EQ(exact.size(), 8190u);
@@ -659,8 +675,7 @@ TEST(head_size_limit) {
   // Default: 64 KiB.
   const std::string big = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(65536, 'v') + "\r\n\r\n";
   expect_err(big, -431);
-  const std::string fits =
-      "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(65536 - 32, 'v') + "\r\n\r\n";
+  const std::string fits = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(65536 - 32, 'v') + "\r\n\r\n";
   CHECK_EQ(fits.size(), 65536u);
   expect_ok(fits);
   lim = {};
@@ -671,8 +686,8 @@ TEST(head_size_limit) {
 TEST(header_count_limit) {
   ParserLimits lim;
   lim.max_headers = 3;
-  expect_ok(with_headers("A: 1\r\nB: 2\r\n"),
-            {.headers = std::vector<Hdr>{{"Host", "a"}, {"A", "1"}, {"B", "2"}}}, lim);
+  expect_ok(with_headers("A: 1\r\nB: 2\r\n"), {.headers = std::vector<Hdr>{{"Host", "a"}, {"A", "1"}, {"B", "2"}}},
+            lim);
   expect_err(with_headers("A: 1\r\nB: 2\r\nC: 3\r\n"), -431, lim);
   RequestHead h;
   CHECK_EQ(parse(kGet11 + kHost + "A: 1\r\nB: 2\r\nC", &h, lim), -431);
@@ -724,8 +739,8 @@ TEST(random_mutations) {
       "GET /a/b/c/d/e/f/g?h=i#j HTTP/1.1\r\nHost: [::1]:8080\r\nUser-Agent: fuzz/1.0\r\nAccept: */*\r\n\r\n"
       "GET / HTTP/1.1\r\nHost: b\r\n\r\n",
   };
-  const char interesting[] = {'\r', '\n', ' ', '\t', ':', ',', ';',  '\0', '\x7f', '\x80', '\xff',
-                              '/',  '?',  '#', '0',  '9', 'a', 'H', '*', '"',    '@',    '['};
+  const char interesting[] = {'\r', '\n', ' ', '\t', ':', ',', ';', '\0', '\x7f', '\x80', '\xff',
+                              '/',  '?',  '#', '0',  '9', 'a', 'H', '*',  '"',    '@',    '['};
   std::mt19937_64 rng(12345);
   ParserLimits small;
   small.max_request_line = 24;
@@ -745,18 +760,12 @@ TEST(random_mutations) {
         case 1:
           if (!in.empty()) in[pos] = interesting[rng() % sizeof interesting];
           break;
-        case 2:
-          in.insert(pos, 1, interesting[rng() % sizeof interesting]);
-          break;
+        case 2: in.insert(pos, 1, interesting[rng() % sizeof interesting]); break;
         case 3:
           if (!in.empty()) in.erase(pos, 1 + rng() % 3);
           break;
-        case 4:
-          in.insert(pos, in.substr(rng() % (in.size() + 1), rng() % 12));
-          break;
-        case 5:
-          in.resize(rng() % (in.size() + 1));
-          break;
+        case 4: in.insert(pos, in.substr(rng() % (in.size() + 1), rng() % 12)); break;
+        case 5: in.resize(rng() % (in.size() + 1)); break;
       }
     }
     const ParserLimits& lim = (iter & 1) ? small : ParserLimits{};
@@ -789,8 +798,8 @@ TEST(random_mutations) {
       // A prefix is incomplete or fails the same way.
       const size_t k = rng() % in.size();
       const int rp = fulmen::parse_request(guard().place(in.substr(0, k)), k, &h, lim);
-      CHECK(rp == 0 || rp == r) << "prefix " << k << " gave " << rp << " vs " << r << " for \""
-                                << check::escape(in) << "\"";
+      CHECK(rp == 0 || rp == r) << "prefix " << k << " gave " << rp << " vs " << r << " for \"" << check::escape(in)
+                                << "\"";
     }
   }
   // Make sure the mutations actually reach every outcome.
@@ -860,8 +869,7 @@ DecodeResult decode_pieces(std::string_view in, const std::vector<size_t>& cuts,
 
 // Decodes in one call, at every two-way split, byte by byte and in place;
 // all must agree. Returns the one-call result.
-DecodeResult decode_all_ways(std::string_view in, size_t max_line = 4096,
-                             int line = __builtin_LINE()) {
+DecodeResult decode_all_ways(std::string_view in, size_t max_line = 4096, int line = __builtin_LINE()) {
   const DecodeResult whole = decode_pieces(in, {}, false, max_line);
   const std::string ctx = " for \"" + check::escape(in) + "\"" + where(line);
   CHECK_EQ(decode_pieces(in, {}, true, max_line), whole) << "in place" << ctx;
@@ -885,14 +893,12 @@ void expect_body(std::string_view in, std::string_view data, std::optional<size_
   CHECK_EQ(r.consumed, consumed.value_or(in.size())) << ctx;
 }
 
-void expect_bad_body(std::string_view in, size_t max_line = 4096,
-                     int line = __builtin_LINE()) {
+void expect_bad_body(std::string_view in, size_t max_line = 4096, int line = __builtin_LINE()) {
   const DecodeResult r = decode_all_ways(in, max_line, line);
   CHECK_EQ(r.status, -400) << " for \"" << check::escape(in) << "\"" << where(line);
 }
 
-void expect_incomplete_body(std::string_view in, std::string_view data,
-                            int line = __builtin_LINE()) {
+void expect_incomplete_body(std::string_view in, std::string_view data, int line = __builtin_LINE()) {
   const DecodeResult r = decode_all_ways(in, 4096, line);
   const std::string ctx = " for \"" + check::escape(in) + "\"" + where(line);
   CHECK_EQ(r.status, 0) << ctx;
@@ -952,38 +958,70 @@ TEST(chunked_stops_after_body) {
 }
 
 TEST(chunked_size_errors) {
-  for (const char* in : {"+5\r\nhello\r\n0\r\n\r\n", "-5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
-                         "5_0\r\nhello\r\n0\r\n\r\n", " 5\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n",
-                         "5\t\r\nhello\r\n0\r\n\r\n", "\r\nhello\r\n0\r\n\r\n", ";a\r\n", "g\r\n", "5g\r\n",
-                         "10000000000000000\r\n", "00000000000000005\r\nhello\r\n0\r\n\r\n",
-                         "5 x\r\nhello\r\n0\r\n\r\n", "5\nhello\r\n0\r\n\r\n", "5\rhello\r\n0\r\n\r\n",
-                         "5\r\r\nhello\r\n0\r\n\r\n", "\n", "\r\r", "0\n\r\n", "0 \r\n\r\n", "0.5\r\n"}) {
+  for (const char* in : {"+5\r\nhello\r\n0\r\n\r\n",
+                         "-5\r\nhello\r\n0\r\n\r\n",
+                         "0x5\r\nhello\r\n0\r\n\r\n",
+                         "5_0\r\nhello\r\n0\r\n\r\n",
+                         " 5\r\nhello\r\n0\r\n\r\n",
+                         "5 \r\nhello\r\n0\r\n\r\n",
+                         "5\t\r\nhello\r\n0\r\n\r\n",
+                         "\r\nhello\r\n0\r\n\r\n",
+                         ";a\r\n",
+                         "g\r\n",
+                         "5g\r\n",
+                         "10000000000000000\r\n",
+                         "00000000000000005\r\nhello\r\n0\r\n\r\n",
+                         "5 x\r\nhello\r\n0\r\n\r\n",
+                         "5\nhello\r\n0\r\n\r\n",
+                         "5\rhello\r\n0\r\n\r\n",
+                         "5\r\r\nhello\r\n0\r\n\r\n",
+                         "\n",
+                         "\r\r",
+                         "0\n\r\n",
+                         "0 \r\n\r\n",
+                         "0.5\r\n"}) {
     expect_bad_body(in);
   }
 }
 
 TEST(chunked_data_terminator_errors) {
   for (const char* in : {"5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "5\r\nhello\r0\r\n\r\n",
-                         "5\r\nhello\r\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n",
-                         "5\r\nhell\r\n0\r\n\r\n"}) {
+                         "5\r\nhello\r\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n", "5\r\nhell\r\n0\r\n\r\n"}) {
     expect_bad_body(in);
   }
 }
 
 TEST(chunked_extension_errors) {
-  for (const char* in : {"5;\r\n", "5;=x\r\n", "5;a=\r\n", "5;a= \r\n", "5;a \r\n", "5;a=b \r\n", "5;a b\r\n",
-                         "5;a=\"x\r\n", "5;a=\"x\"y\r\n", "5;\x01\r\n", "5;a=\x7f\r\n", "5;a=\"\x01\"\r\n",
-                         "5;a=\"x\\\x01\"\r\n", "5;a=b=c\r\n", "5;a=\"x\" \r\n", "5;;a\r\n", "5 ;\r\n",
-                         "5;a\nhello\r\n", "5;a=b\rhello", "5;a=(b)\r\n", "5;a@b\r\n"}) {
+  for (const char* in : {"5;\r\n",
+                         "5;=x\r\n",
+                         "5;a=\r\n",
+                         "5;a= \r\n",
+                         "5;a \r\n",
+                         "5;a=b \r\n",
+                         "5;a b\r\n",
+                         "5;a=\"x\r\n",
+                         "5;a=\"x\"y\r\n",
+                         "5;\x01\r\n",
+                         "5;a=\x7f\r\n",
+                         "5;a=\"\x01\"\r\n",
+                         "5;a=\"x\\\x01\"\r\n",
+                         "5;a=b=c\r\n",
+                         "5;a=\"x\" \r\n",
+                         "5;;a\r\n",
+                         "5 ;\r\n",
+                         "5;a\nhello\r\n",
+                         "5;a=b\rhello",
+                         "5;a=(b)\r\n",
+                         "5;a@b\r\n"}) {
     expect_bad_body(in);
   }
 }
 
 TEST(chunked_trailer_errors) {
-  for (const char* in : {"0\r\n X: v\r\n\r\n", "0\r\n\tX: v\r\n\r\n", "0\r\nX : v\r\n\r\n",
-                         "0\r\n: v\r\n\r\n", "0\r\nX\r\n\r\n", "0\r\nX: a\x01\r\n\r\n",
-                         "0\r\nX: a\x7f\r\n\r\n", "0\r\nX: a\n\r\n", "0\r\nX: a\r\r\n", "0\r\n\n",
-                         "0\r\n\r\r", "0\r\nX: a\r\n b\r\n\r\n", "0\r\nX(: a\r\n\r\n", "0\r\nX: a\r\n\n"}) {
+  for (const char* in :
+       {"0\r\n X: v\r\n\r\n", "0\r\n\tX: v\r\n\r\n", "0\r\nX : v\r\n\r\n", "0\r\n: v\r\n\r\n", "0\r\nX\r\n\r\n",
+        "0\r\nX: a\x01\r\n\r\n", "0\r\nX: a\x7f\r\n\r\n", "0\r\nX: a\n\r\n", "0\r\nX: a\r\r\n", "0\r\n\n",
+        "0\r\n\r\r", "0\r\nX: a\r\n b\r\n\r\n", "0\r\nX(: a\r\n\r\n", "0\r\nX: a\r\n\n"}) {
     expect_bad_body(in);
   }
   expect_bad_body("0\r\nX: a\0\r\n\r\n"s);
@@ -1075,8 +1113,7 @@ TEST(chunked_random) {
     if (iter % 8 == 0) {
       std::vector<size_t> every;
       for (size_t k = 1; k < mutated.size(); ++k) every.push_back(k);
-      CHECK_EQ(decode_pieces(mutated, every, false), ref)
-          << "bytewise for \"" << check::escape(mutated) << "\"";
+      CHECK_EQ(decode_pieces(mutated, every, false), ref) << "bytewise for \"" << check::escape(mutated) << "\"";
     }
   }
 }
