@@ -869,6 +869,9 @@ def measure(
     ticks0 = cpu_ticks(pids_before)
     ns0 = running.cgroup.usage_ns() if running.cgroup else None
     loadavg = os.getloadavg()
+    client0, _ = cpu_busy(args.client_cpu)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     with Sampler(running.pgid) as sampler:
         result = run_load(cmd, case, timeout)
@@ -877,6 +880,15 @@ def measure(
     ticks1 = cpu_ticks(pids_after)
     ns1 = running.cgroup.usage_ns() if running.cgroup else None
     busy1, irq1 = cpu_busy(args.server_cpu)
+    client1, _ = cpu_busy(args.client_cpu)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    # The load generator's own CPU time, and run.py's (its sampler also runs on the client CPU).
+    client_own_s = sum(
+        getattr(b, f) - getattr(a, f)
+        for a, b in ((children0, children1), (self0, self1))
+        for f in ("ru_utime", "ru_stime")
+    )
     proc_cpu_s = (ticks1 - ticks0) / CLK_TCK
     cpu_s = (ns1 - ns0) / 1e9 if ns0 is not None and ns1 is not None else proc_cpu_s
     other_s = max(0.0, (busy1 - busy0) / CLK_TCK - cpu_s)
@@ -892,6 +904,10 @@ def measure(
             "server_cpu_util": cpu_s / elapsed if elapsed else None,
             "other_load_on_server_cpu": other_s / elapsed if elapsed else None,
             "irq_on_server_cpu": (irq1 - irq0) / CLK_TCK / elapsed if elapsed else None,
+            "client_cpu_s": client_own_s,
+            "other_load_on_client_cpu": max(0.0, (client1 - client0) / CLK_TCK - client_own_s) / elapsed
+            if elapsed
+            else None,
             "rss_peak_kb": sampler.peak_kb,
             "hwm_max_kb": max([status_kb(p, "VmHWM") for p in pids_after] or [0]),
             "processes": len(pids_after),
@@ -1008,6 +1024,8 @@ def measure_plan(
                     notes.append("SERVER EXITED")
                 elif result["server_pids_changed"]:
                     notes.append(f"processes changed {result['server_pids_changed']}")
+                if (result["other_load_on_client_cpu"] or 0) > 0.1:
+                    notes.append(f"other load on CPU {args.client_cpu}: {result['other_load_on_client_cpu']:.0%}")
                 if (result["other_load_on_server_cpu"] or 0) > 0.1:
                     notes.append(f"other load on CPU {args.server_cpu}: {result['other_load_on_server_cpu']:.0%}")
                 cpu = result["cpu_us_per_req"]
@@ -1103,6 +1121,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
             "requests": sum(r["requests"] for r in group),
             "rss_peak_kb": max(r["rss_peak_kb"] for r in group),
             "other_load": max((r.get("other_load_on_server_cpu") or 0) for r in group),
+            "other_load_client": max((r.get("other_load_on_client_cpu") or 0) for r in group)
+            if any("other_load_on_client_cpu" in r for r in group)
+            else None,
             "crashed": any(not r["server_alive"] or r["server_pids_changed"] for r in group),
         }
     return summary
@@ -1209,7 +1230,8 @@ def write_markdown(path: Path, data: dict[str, Any], plots: list[Path]) -> None:
         out(f"## {case}: {SCENARIOS.get(scenario, '')}, {rows[0]['connections']} connections")
         out("")
         out(
-            "| server | req/s median (min–max) | CPU µs/req | p50 ms | p99 ms | errors | peak RSS MiB | other load on server CPU |"
+            "| server | req/s median (min–max) | CPU µs/req | p50 ms | p99 ms | errors | peak RSS MiB "
+            "| other load: server CPU / client CPU |"
         )
         out("|---|---|---|---|---|---|---|---|")
         for v in rows:
@@ -1222,7 +1244,9 @@ def write_markdown(path: Path, data: dict[str, Any], plots: list[Path]) -> None:
             out(
                 f"| {v['server']}{flags} | {cell(v['rps'], spread=True)} | {cell(v['cpu_us_per_req'], 1)} | "
                 f"{cell(v['lat_p50_ms'], 2)} | {cell(v['lat_p99_ms'], 2)} | {errors} | {v['rss_peak_kb'] / 1024:.1f} | "
-                f"{v['other_load']:.0%} |"
+                f"{v['other_load']:.0%} / "
+                + ("—" if v["other_load_client"] is None else f"{v['other_load_client']:.0%}")
+                + " |"
             )
         out("")
 
@@ -1666,6 +1690,20 @@ def prepare_files() -> None:
             binary.unlink(missing_ok=True)
 
 
+def take_lock() -> Any:
+    """One run at a time: two would share the two CPUs and the results file."""
+    import fcntl
+
+    BUILD.mkdir(exist_ok=True)
+    lock = open(BUILD / "run.lock", "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("bench: another bench/run.py is running: waiting for it to finish", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1681,6 +1719,7 @@ def main(argv: list[str] | None = None) -> int:
     if sys.version_info < (3, 10):  # noqa: UP036 (run.py may be started by any python3)
         sys.exit("bench/run.py needs Python >= 3.10")
 
+    lock = take_lock()  # noqa: F841 (held until exit)
     in_venv = Path(sys.prefix).resolve() == VENV.resolve()
     if not in_venv:
         install = setup_venv(args)
