@@ -1695,7 +1695,7 @@ def take_lock() -> Any:
     import fcntl
 
     BUILD.mkdir(exist_ok=True)
-    lock = open(BUILD / "run.lock", "a+")  # noqa: SIM115
+    lock = open(BUILD / "run.lock", "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
