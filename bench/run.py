@@ -1250,29 +1250,33 @@ def write_markdown(path: Path, data: dict[str, Any], plots: list[Path]) -> None:
             )
         out("")
 
-    sweep = [c for c in cases if c.startswith("sweep-")]
-    if sweep:
-        out("## Concurrency sweep: hello, keep-alive — req/s median (CPU µs/req) [errors]")
-        out("")
-        out("| server | " + " | ".join(f"{c[7:]} conns" for c in sweep) + " |")
-        out("|---|" + "---|" * len(sweep))
-        for server in sorted({k[0] for k in summary if k[1] in sweep}, key=server_order):
+    def matrix(cols: list[str], heads: list[str], err_word: str, flags: bool) -> None:
+        """One row per server, one "req/s (CPU µs/req) [errors]" cell per case in cols."""
+        out("| server | " + " | ".join(heads) + " |")
+        out("|---|" + "---|" * len(cols))
+        for server in sorted({k[0] for k in summary if k[1] in cols}, key=server_order):
             cells = []
-            for c in sweep:
+            for c in cols:
                 v = summary.get((server, c))
                 if not v:
                     cells.append("—")
                     continue
                 text = f"{cell(v['rps'])} ({cell(v['cpu_us_per_req'], 1)})"
                 if v["errors"]:
-                    text += f" [{v['errors']:,} err]"
-                if v["other_load"] > 0.1:
+                    text += f" [{v['errors']:,}{err_word}]"
+                if flags and v["other_load"] > 0.1:
                     text += f" ⁽{v['other_load']:.0%} other load⁾"
-                if v["crashed"]:
+                if flags and v["crashed"]:
                     text += " ⚠"
                 cells.append(text)
             out(f"| {server} | " + " | ".join(cells) + " |")
         out("")
+
+    sweep = [c for c in cases if c.startswith("sweep-")]
+    if sweep:
+        out("## Concurrency sweep: hello, keep-alive — req/s median (CPU µs/req) [errors]")
+        out("")
+        matrix(sweep, [f"{c[7:]} conns" for c in sweep], " err", flags=True)
 
     ab = [c for c in cases if c.startswith("ab-")]
     if ab:
@@ -1283,21 +1287,7 @@ def write_markdown(path: Path, data: dict[str, Any], plots: list[Path]) -> None:
             "the faster servers do, so the top of this table measures ab."
         )
         out("")
-        out("| server | " + " | ".join(f"n={c.split('-')[1][1:]} c={c.split('-')[2][1:]}" for c in ab) + " |")
-        out("|---|" + "---|" * len(ab))
-        for server in sorted({k[0] for k in summary if k[1] in ab}, key=server_order):
-            cells = []
-            for c in ab:
-                v = summary.get((server, c))
-                if not v:
-                    cells.append("—")
-                    continue
-                text = f"{cell(v['rps'])} ({cell(v['cpu_us_per_req'], 1)})"
-                if v["errors"]:
-                    text += f" [{v['errors']:,}]"
-                cells.append(text)
-            out(f"| {server} | " + " | ".join(cells) + " |")
-        out("")
+        matrix(ab, [f"n={c.split('-')[1][1:]} c={c.split('-')[2][1:]}" for c in ab], "", flags=False)
 
     for kind, title in (("failure", "Failures"), ("log", "fulmen's log lines")):
         entries = [f for f in data["failures"] if f.get("kind", "failure") == kind]
