@@ -50,7 +50,7 @@ class StubHandler final : public fulmen::Handler {
       body += avail.size();
       c.body_consume(avail.size());
       if (c.body_complete()) break;
-      if (c.body_fill_blocking() <= 0) break;
+      if (c.body_fill_blocking(c.body_read_deadline()) <= 0) break;
     }
     if (c.body_failed()) {
       c.send_error(400);

@@ -26,8 +26,8 @@ constexpr size_t kMaxIov = 64;
 constexpr uint64_t kLingerMs = 2000;
 constexpr size_t kReadChunk = 16384;
 
-uint64_t now_ms(Worker& w) {
-  return uv_now(w.loop());
+uint64_t now_ms(const Worker& w) {
+  return w.clock().now_ms();
 }
 
 }  // namespace
@@ -414,7 +414,15 @@ void Connection::body_consume(size_t n) {
   ex_.body_rd += std::min(n, ex_.body_wr - ex_.body_rd);
 }
 
-int Connection::body_fill_blocking() {
+uint64_t Connection::body_read_deadline() const {
+  return now_ms(worker_) + worker_.config().body_ms;
+}
+
+bool Connection::push() {
+  return flush();
+}
+
+int Connection::body_fill_blocking(uint64_t deadline_ms) {
   if (ex_.body_done) return 0;
   if (ex_.body_error || dead_) return -1;
   if (ex_.expect_continue && !ex_.continue_sent) {
@@ -438,8 +446,9 @@ int Connection::body_fill_blocking() {
     ex_.head_start = pos_ = 0;
   }
   size_t before = ex_.body_wr;
-  uint64_t timeout = worker_.config().body_ms;
   while (ex_.body_wr == before && !ex_.body_done) {
+    uint64_t now = now_ms(worker_);
+    uint64_t timeout = deadline_ms > now ? deadline_ms - now : 0;
     int n = recv_into_input();
     if (n == -ENOBUFS) {
       // Only a reader that never consumes can fill the buffer; waiting for the
@@ -449,7 +458,7 @@ int Connection::body_fill_blocking() {
     }
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
       struct pollfd p = {fd_, POLLIN, 0};
-      int pr = ::poll(&p, 1, static_cast<int>(timeout));
+      int pr = timeout == 0 ? 0 : ::poll(&p, 1, static_cast<int>(std::min<uint64_t>(timeout, INT32_MAX)));
       if (pr == 0) {
         ex_.body_error = true;
         log(LogLevel::kDebug, "request body timed out");
@@ -465,7 +474,7 @@ int Connection::body_fill_blocking() {
     }
     if (!advance_body(false)) return -1;
   }
-  progress_ = uv_now(worker_.loop());
+  progress_ = now_ms(worker_);
   return ex_.body_wr > before ? 1 : 0;
 }
 

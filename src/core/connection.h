@@ -49,11 +49,17 @@ class Connection {
   // The body could not be read: malformed chunk, timeout or disconnect.
   bool body_failed() const { return ex_.body_error; }
 
-  // Blocks (poll + recv, body_timeout) until more body bytes are decoded.
-  // Returns 1 when bytes were added, 0 at the end of the body, -1 on timeout,
-  // disconnect or a malformed chunk (the connection then closes after the
-  // response). Sends the interim "100 Continue" first when the client asked.
-  int body_fill_blocking();
+  // Blocks (poll + recv) until more body bytes are decoded, at most until
+  // deadline_ms (a MonotonicClock time; see body_read_deadline()). Returns 1
+  // when bytes were added, 0 at the end of the body, -1 on timeout,
+  // disconnect, a malformed chunk or a body over max_body_size (the
+  // connection then closes after the response, whose status send_error()
+  // picks: 400, 408 or 413). Sends the interim "100 Continue" first when the
+  // client asked and it has not been sent yet.
+  int body_fill_blocking(uint64_t deadline_ms);
+  // The deadline of one blocking body read that starts now: body_timeout
+  // from now in total, however the bytes trickle in (issue 13 item 3).
+  uint64_t body_read_deadline() const;
 
   // ---- Response.
 
@@ -84,6 +90,14 @@ class Connection {
   void send_error(int status);
 
   bool head_started() const { return ex_.head_started; }
+  // The request is HEAD: a response head is all that is sent.
+  bool head_request() const { return ex_.head_request; }
+  // True after start_response() when the response has no body (HEAD, 1xx,
+  // 204, 304): the handler should finish at once (issue 13 item 4).
+  bool response_has_no_body() const { return ex_.no_body; }
+  // Writes what is queued now, without waiting (PEP 3333: a streamed block
+  // is not delayed). Returns false when the client is gone.
+  bool push();
   // True when enough output is queued that a stream should yield.
   bool output_congested() const { return queued_ > kHighWater; }
   // Writes queued output, blocking up to send_timeout. For WSGI write().

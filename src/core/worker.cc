@@ -19,8 +19,8 @@ constexpr uint64_t kAcceptRetryMs = 100;
 
 }  // namespace
 
-Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler)
-    : config_(config), handler_(handler) {
+Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler, const MonotonicClock& clock)
+    : config_(config), handler_(handler), clock_ms_(clock) {
   uv_loop_init(&loop_);
   loop_.data = this;
   for (size_t i = 0; i < listen_fds.size(); ++i) {
@@ -216,7 +216,7 @@ void Worker::remove(std::list<Connection>::iterator it) {
 
 void Worker::on_tick(uv_timer_t* timer) {
   auto* w = static_cast<Worker*>(timer->data);
-  uint64_t now = uv_now(&w->loop_);
+  uint64_t now = w->clock_ms_.now_ms();
   for (auto it = w->conns_.begin(); it != w->conns_.end();) {
     auto next = std::next(it);  // on_tick may close (not erase) the connection.
     it->on_tick(now);

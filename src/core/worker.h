@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/handler.h"
+#include "core/monotonic_clock.h"
 #include "core/parser.h"
 
 namespace fulmen {
@@ -39,7 +40,9 @@ struct WorkerConfig {
 class Worker {
  public:
   // listen_fds are non-blocking listening sockets, indexed as "listener".
-  Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler);
+  // clock: the time base of every deadline; it must outlive the worker.
+  Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler& handler,
+         const MonotonicClock& clock = MonotonicClock::system());
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -50,6 +53,7 @@ class Worker {
 
   uv_loop_t* loop() { return &loop_; }
   const WorkerConfig& config() const { return config_; }
+  const MonotonicClock& clock() const { return clock_ms_; }
   Handler& handler() { return handler_; }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
@@ -98,6 +102,7 @@ class Worker {
 
   WorkerConfig config_;
   Handler& handler_;
+  const MonotonicClock& clock_ms_;
   uv_loop_t loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Connection> conns_;

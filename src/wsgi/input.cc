@@ -18,7 +18,7 @@ int fill(Input* self) {
   int r;
   {
     Gil::Release nogil;
-    r = self->conn->body_fill_blocking();
+    r = self->conn->body_fill_blocking(self->conn->body_read_deadline());
   }
   if (r < 0) PyErr_SetString(PyExc_OSError, "request body could not be read (client gone, too slow, or malformed)");
   return r;

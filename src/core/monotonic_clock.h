@@ -1,0 +1,34 @@
+// The time base of every deadline in the core (issue 13 item 1).
+//
+// Deadlines are read from a MonotonicClock the worker is handed, never from
+// libuv's cached loop time: after a long app call uv_now() is seconds stale,
+// and a stale "now" decides wrongly what is idle. Tests hand the worker a
+// clock they move by hand (tests/cpp).
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+
+namespace fulmen {
+
+class MonotonicClock {
+ public:
+  virtual ~MonotonicClock() = default;
+
+  // Milliseconds on CLOCK_MONOTONIC: never goes back, unrelated to the wall
+  // clock. Read through the vDSO, a few nanoseconds a call.
+  virtual uint64_t now_ms() const {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  }
+
+  // The process's one real clock, for code that has no worker at hand.
+  static const MonotonicClock& system() {
+    static const MonotonicClock clock;
+    return clock;
+  }
+};
+
+}  // namespace fulmen
