@@ -62,11 +62,11 @@ def test_stalled_body_gets_408(serve):
 
 def test_stalled_body_read_by_app_fails_the_request(serve):
     # Past max_body_buffer the app reads the body itself; a stalled client makes that read
-    # fail after body_timeout (the app sees OSError; the server answers 400 and closes).
+    # fail after body_timeout (the app sees OSError; the server answers 408 and closes).
     srv = serve("--body-timeout", "1", "--max-body-buffer", "0", "basic:app")
     with srv.connect() as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly part")
-        assert closed_within(s, 5).startswith(b"HTTP/1.1 400 ")
+        assert closed_within(s, 5).startswith(b"HTTP/1.1 408 ")
     assert request(srv, HELLO)[0] == 200
 
 

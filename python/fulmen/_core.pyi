@@ -60,7 +60,7 @@ def serve(
     (SCRIPT_NAME = root_path + prefix, PATH_INFO = the rest).
 
     *listeners* are ``(fd, server_name, server_port)`` for sockets that are
-    bound, listening, non-blocking and inheritable; the caller owns them and
+    bound, listening and non-blocking; the caller owns them and
     keeps them open until this returns. For a unix socket, server_name is its
     path and server_port is "".
 

@@ -280,10 +280,11 @@ def _cannot(address: Address, problem: str) -> BindError:
 def _configure_and_listen(sock: socket.socket, sockaddr: Any, backlog: int) -> None:
     sock.bind(sockaddr)
     sock.listen(backlog)
-    # The core multiplexes the socket in every worker: non-blocking, and kept
-    # open across the fork/exec that starts workers.
+    # The core multiplexes the socket in every worker: non-blocking. Workers
+    # are forked, not exec'd, so the socket stays close-on-exec (Python's
+    # default): a subprocess the application starts must not hold it open
+    # (issue 13 item 12).
     sock.setblocking(False)
-    sock.set_inheritable(True)
 
 
 def _open_tcp(address: Address, backlog: int, reuse_port: bool) -> Listener:

@@ -546,6 +546,30 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         metavar="BYTES",
     ),
     Setting(
+        "max_body_size", "HTTP", Integer(0), 0,
+        "Largest request body in bytes; a larger one gets 413 Content Too Large. 0: no limit.",
+        details=(
+            "A declared Content-Length over the limit is refused before any of the body is "
+            "read; a chunked body is refused as soon as its decoded size passes the limit "
+            "(413 while the server buffers it, or an OSError from `wsgi.input` once the "
+            "application reads it, answered with 413). The body is never held whole in "
+            "memory, so the limit is about what the application accepts, not server memory."
+        ),
+        metavar="BYTES",
+    ),
+    Setting(
+        "max_input_memory", "HTTP", Integer(65536), 67108864,
+        "Bytes of request data one worker may buffer beyond each connection's first 16 KiB.",
+        details=(
+            "Heads and bodies being received grow their connection's buffer (up to "
+            "max_header_size + max_body_buffer) only within this budget, shared by all of a "
+            "worker's connections. When it is spent, connections that need more stop being "
+            "read (back-pressure: nothing is reset) until buffers are released; a body that "
+            "cannot be buffered further goes to the application, which reads the rest itself."
+        ),
+        metavar="BYTES",
+    ),
+    Setting(
         "server_header", "HTTP", Text("printable ASCII text without leading or trailing spaces",
                                       _is_header_value), "fulmen",
         "Value of the Server response header; empty to send none.",

@@ -6,6 +6,7 @@
 // thousand idle keep-alive connections cost no buffer memory.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -42,19 +43,21 @@ class Buffer {
   void resize(size_t n) { size_ = n; }
   void clear() { size_ = 0; }
 
-  // Ensures capacity >= n. Out-of-memory is fatal (STYLE.md).
+  // Ensures capacity >= n, growing to exactly n: a caller that bounds n
+  // bounds the memory (no rounding up to a power of two, issue 13 item 7).
+  // Out-of-memory is fatal (STYLE.md).
   void reserve(size_t n) {
     if (n <= cap_) return;
-    size_t cap = cap_ ? cap_ : 4096;
-    while (cap < n) cap *= 2;
-    void* p = std::realloc(data_, cap);
+    void* p = std::realloc(data_, n);
     if (p == nullptr) out_of_memory();
     data_ = static_cast<char*>(p);
-    cap_ = cap;
+    cap_ = n;
   }
 
+  // Appends, growing geometrically (at least doubling) so that a run of
+  // appends costs amortised constant time.
   void append(const void* p, size_t n) {
-    reserve(size_ + n);
+    if (size_ + n > cap_) reserve(std::max(size_ + n, std::max<size_t>(cap_ * 2, 4096)));
     std::memcpy(data_ + size_, p, n);
     size_ += n;
   }

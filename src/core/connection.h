@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/deadline.h"
 #include "core/handler.h"
+#include "core/output_queue.h"
 #include "core/parser.h"
 
 namespace fulmen {
@@ -99,39 +101,26 @@ class Connection {
   // is not delayed). Returns false when the client is gone.
   bool push();
   // True when enough output is queued that a stream should yield.
-  bool output_congested() const { return queued_ > kHighWater; }
+  bool output_congested() const { return out_.size() > kHighWater; }
   // Writes queued output, blocking up to send_timeout. For WSGI write().
   // Returns false when the client is gone or too slow.
   bool flush_blocking();
   bool client_gone() const { return dead_; }
 
   // ---- For the worker.
+  // The deadline sweep: acts on whatever expired at now_ms.
   void on_tick(uint64_t now_ms);
   void shutdown_gracefully();  // Closes now if idle, else after the current response.
   void close();                // Closes now.
-  bool idle() const { return state_ == State::kIdle && pos_ == in_.size(); }
+  bool idle() const { return state_ == State::kIdle && pos_ == in_.size() && out_.empty(); }
+  // The worker's input budget has room again: try reading (see recv_into_input).
+  void on_budget();
+  bool waiting_for_budget() const { return budget_wait_; }
 
   static constexpr size_t kHighWater = 256 * 1024;
 
  private:
-  enum class State : uint8_t {
-    kIdle,       // Waiting for the first byte of a request (keep-alive).
-    kHead,       // Part of a head received.
-    kBody,       // Head parsed; buffering the body before calling the app.
-    kStreaming,  // The response stream waits for the socket to drain.
-    kDiscard,    // Response done; dropping the rest of a body the app did not read.
-    kClosing,    // Last response queued; close once it is sent.
-    kLinger,     // Output sent, write side shut; draining input before close.
-  };
-
-  struct Segment {
-    enum Kind : uint8_t { kCopy, kRef, kFile } kind;
-    int file_fd;
-    const char* ptr;  // kRef
-    uint64_t off;     // kCopy: offset into out_buf_; kFile: file offset
-    uint64_t len;
-    Releaser release;
-  };
+  using State = Phase;
 
   // State of the request/response in progress. Reset per request.
   struct Exchange {
@@ -146,7 +135,9 @@ class Connection {
     bool chunked_in = false;
     bool body_done = true;
     bool body_error = false;
+    int body_status = 400;  // The answer when the body fails: 400, 408 or 413.
     uint64_t cl_remaining = 0;
+    uint64_t body_total = 0;  // Decoded body bytes so far, against max_body_size.
     ChunkedDecoder decoder;
     size_t head_start = 0, head_len = 0;
     size_t body_rd = 0, body_wr = 0, raw_rd = 0;
@@ -174,13 +165,13 @@ class Connection {
   void end_exchange();
   bool advance_body(bool discard);
   void respond_error(int status);
-  void queue_copy(const char* data, size_t len);
+  void queue_copy(const char* data, size_t len) { out_.append_copy(data, len); }
   void queue_body(const char* data, size_t len, const Releaser* ref, int file_fd, int64_t file_off);
   bool flush();  // Returns false when the connection died.
   void compact_input();
-  void compact_output();
+  void release_input();
   void update_poll();
-  void release_output();
+  void on_idle_expired();
   void fail();  // Hard error on the socket: close without further I/O.
   int recv_into_input();
   void ensure_nodelay();
@@ -202,15 +193,14 @@ class Connection {
   bool stop_after_ = false;  // Graceful shutdown: close after this response.
   bool in_process_ = false;
   bool nodelay_ = false;
+  bool budget_wait_ = false;  // Reading waits for the worker's input budget.
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.
   Exchange ex_;
 
-  Buffer out_buf_;
-  std::vector<Segment> segs_;
-  size_t seg_head_ = 0;
-  size_t queued_ = 0;
+  size_t budget_held_ = 0;  // Bytes of in_ beyond a pool block, taken from the worker's budget.
+  OutputQueue out_;
 
   uint64_t state_since_ = 0;  // When the current state began (ms).
   uint64_t progress_ = 0;     // Last read (body) or write progress (ms).

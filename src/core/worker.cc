@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "core/log.h"
 
@@ -33,7 +35,10 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_timer_init(&loop_, &tick_);
   uv_timer_init(&loop_, &resume_);
   uv_timer_init(&loop_, &grace_);
-  tick_.data = resume_.data = grace_.data = this;
+  uv_timer_init(&loop_, &wake_);
+  uv_check_init(&loop_, &check_);
+  tick_.data = resume_.data = grace_.data = wake_.data = this;
+  check_.data = this;
   uv_signal_init(&loop_, &sig_term_);
   uv_signal_init(&loop_, &sig_int_);
   uv_signal_init(&loop_, &sig_quit_);
@@ -49,10 +54,22 @@ Worker::~Worker() {
 int Worker::run() {
   // A client that disconnects mid-write must not kill the worker.
   signal(SIGPIPE, SIG_IGN);
+  // The master alone acts on a hang-up; one sent to the whole process group
+  // (a terminal closing, `kill -HUP -pgid`) must not end requests in flight.
+  signal(SIGHUP, SIG_IGN);
+  // An allocation that fails in a libuv callback ends the worker with the
+  // out-of-memory message, not an exception nothing can catch.
+  std::set_new_handler([] { out_of_memory(); });
   uv_signal_start(&sig_term_, on_signal, SIGTERM);
   uv_signal_start(&sig_int_, on_signal, SIGINT);
   uv_signal_start(&sig_quit_, on_signal, SIGQUIT);
+  // The timer only wakes the loop once a second; the sweep itself runs in
+  // the check phase, after the poll, so that a request that arrived while
+  // the app ran is read before anything decides that its connection is idle
+  // (issue 13 item 1).
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
+  uv_check_start(&check_, on_check);
+  next_sweep_ = clock_ms_.now_ms() + kTickMs;
   resume_accepting();
   log(LogLevel::kInfo, "Worker %d ready", static_cast<int>(getpid()));
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -164,7 +181,14 @@ void Worker::accept_from(Listener& l) {
           pause_accepting();
           uv_timer_start(&resume_, on_resume, kAcceptRetryMs, 0);
           return;
-        default: log(LogLevel::kError, "accept: %s", strerror(errno)); return;
+        default:
+          // Any other failure leaves the listener readable: retrying at once
+          // would spin, so pause as for EMFILE.
+          log(LogLevel::kError, "accept: %s; pausing for %llu ms", strerror(errno),
+              static_cast<unsigned long long>(kAcceptRetryMs));
+          pause_accepting();
+          uv_timer_start(&resume_, on_resume, kAcceptRetryMs, 0);
+          return;
       }
     }
     // TCP_NODELAY is set by the connection once it has a second response
@@ -214,12 +238,46 @@ void Worker::remove(std::list<Connection>::iterator it) {
 
 // ---------------------------------------------------------------- time and signals
 
-void Worker::on_tick(uv_timer_t* timer) {
-  auto* w = static_cast<Worker*>(timer->data);
-  uint64_t now = w->clock_ms_.now_ms();
-  for (auto it = w->conns_.begin(); it != w->conns_.end();) {
+void Worker::on_tick(uv_timer_t* /*timer*/) {
+  // Nothing to do: waking the loop is the point (see run()).
+}
+
+void Worker::on_check(uv_check_t* check) {
+  auto* w = static_cast<Worker*>(check->data);
+  if (w->clock_ms_.now_ms() >= w->next_sweep_) w->sweep();
+}
+
+void Worker::sweep() {
+  uint64_t now = clock_ms_.now_ms();
+  next_sweep_ = now + kTickMs;
+  for (auto it = conns_.begin(); it != conns_.end();) {
     auto next = std::next(it);  // on_tick may close (not erase) the connection.
     it->on_tick(now);
+    it = next;
+  }
+}
+
+bool Worker::take_input_budget(size_t n) {
+  if (n > config_.max_input_memory - std::min(budget_used_, config_.max_input_memory)) return false;
+  budget_used_ += n;
+  return true;
+}
+
+void Worker::give_input_budget(size_t n) {
+  budget_used_ -= std::min(n, budget_used_);
+  if (budget_waiters_ > 0 && !finished_) uv_timer_start(&wake_, on_wake, 0, 0);
+}
+
+// Wakes the connections that found the budget spent, on a fresh loop turn
+// (give_input_budget runs inside other connections' callbacks).
+void Worker::on_wake(uv_timer_t* timer) {
+  auto* w = static_cast<Worker*>(timer->data);
+  for (auto it = w->conns_.begin(); it != w->conns_.end() && w->budget_waiters_ > 0;) {
+    auto next = std::next(it);
+    if (it->waiting_for_budget()) {
+      w->budget_waiter_gone();
+      it->on_budget();
+    }
     it = next;
   }
 }
@@ -260,6 +318,7 @@ void Worker::maybe_finish() {
   if (finished_ || !conns_.empty()) return;
   finished_ = true;
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tick_), reinterpret_cast<uv_handle_t*>(&resume_),
+                         reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&check_),
                          reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_term_),
                          reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_quit_)})
     uv_close(h, nullptr);

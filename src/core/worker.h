@@ -28,13 +28,26 @@ struct WorkerConfig {
   uint64_t send_ms = 30000;      // Between two pieces of response progress.
   uint64_t graceful_ms = 30000;  // In-flight responses after SIGTERM.
   size_t max_connections = 16384;
-  size_t max_body_buffer = 1 << 20;      // Body bytes read before calling the app.
+  size_t max_body_buffer = 1 << 20;  // Body bytes read before calling the app.
+  uint64_t max_body_size = 0;        // A larger request body gets 413; 0: no limit.
+  // Request bytes this worker may buffer beyond each connection's first
+  // 16 KiB block, over all its connections (issue 13 item 7).
+  size_t max_input_memory = 64u << 20;
   std::string server_header = "fulmen";  // Empty: no Server header.
   // Each worker also opens its own SO_REUSEPORT socket per TCP listener, so
   // the kernel spreads new connections evenly over the workers instead of
   // waking them all for each one.
   bool reuse_port = false;
   int backlog = 4096;
+
+  Timeouts timeouts() const {
+    Timeouts t;
+    t.keepalive_ms = keepalive_ms;
+    t.header_ms = header_ms;
+    t.body_ms = body_ms;
+    t.send_ms = send_ms;
+    return t;
+  }
 };
 
 class Worker {
@@ -77,6 +90,19 @@ class Worker {
   // Called by a connection whose handle has closed; destroys it.
   void remove(std::list<Connection>::iterator it);
 
+  // The input budget (WorkerConfig::max_input_memory). take_ returns false,
+  // taking nothing, when n bytes would exceed it. A connection that found no
+  // room registers as a waiter; waiters are woken (Connection::on_budget) on
+  // the next loop turn after bytes are given back.
+  bool take_input_budget(size_t n);
+  void give_input_budget(size_t n);
+  size_t input_budget_used() const { return budget_used_; }
+  void budget_waiter_added() { ++budget_waiters_; }
+  void budget_waiter_gone() { --budget_waiters_; }
+
+  // Runs the deadline sweep now (it also runs once a second, after the poll).
+  void sweep();
+
  private:
   struct Listener {
     uv_poll_t poll;
@@ -89,6 +115,8 @@ class Worker {
 
   static void on_accept(uv_poll_t* handle, int status, int events);
   static void on_tick(uv_timer_t* timer);
+  static void on_check(uv_check_t* check);
+  static void on_wake(uv_timer_t* timer);
   static void on_resume(uv_timer_t* timer);
   static void on_signal(uv_signal_t* handle, int signum);
 
@@ -112,6 +140,11 @@ class Worker {
   std::string common_;
   int64_t common_second_ = -1;  // The second common_ was built for.
   uv_timer_t tick_;
+  uv_check_t check_;
+  uv_timer_t wake_;
+  uint64_t next_sweep_ = 0;
+  size_t budget_used_ = 0;
+  size_t budget_waiters_ = 0;
   uv_timer_t resume_;
   uv_timer_t grace_;
   uv_signal_t sig_term_, sig_int_, sig_quit_;

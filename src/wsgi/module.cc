@@ -90,6 +90,11 @@ PyObject* serve(PyObject*, PyObject* args) {
       !opt_str(options, "log_level", &level) || !opt_bool(options, "script_mode", &as.script_mode) ||
       !opt_bool(options, "reuse_port", &wc.reuse_port))
     return nullptr;
+  long long max_body_size = 0, max_input_memory = static_cast<long long>(wc.max_input_memory);
+  if (!opt_int(options, "max_body_size", &max_body_size) || !opt_int(options, "max_input_memory", &max_input_memory))
+    return nullptr;
+  wc.max_body_size = static_cast<uint64_t>(max_body_size);
+  wc.max_input_memory = static_cast<size_t>(max_input_memory);
   if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
     PyErr_SetString(PyExc_ValueError, "workers, max_headers (<= 128) and max_connections must be >= 1");
     return nullptr;
