@@ -46,8 +46,16 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
 }
 
 Worker::~Worker() {
-  // run() closed every handle; uv_loop_close only fails if one is left,
-  // which would be a bug worth hearing about.
+  // After run() every handle is closed. A worker whose loop was driven from
+  // outside (tests, fuzz targets) is stopped here: its connections and
+  // handles close, and the loop runs until their close callbacks are done.
+  if (!finished_) {
+    if (!stopping_) begin_stop(false);
+    for (auto& c : conns_) c.close();
+    maybe_finish();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
+  // uv_loop_close only fails if a handle is left, which would be a bug worth hearing about.
   if (uv_loop_close(&loop_) != 0) log(LogLevel::kWarning, "event loop closed with open handles");
 }
 
