@@ -737,14 +737,20 @@ bool Connection::flush() {
   return true;
 }
 
+// The loop thread waits here for one client, so the wait is bounded in
+// total (send_timeout for the whole call), not per byte of progress: a
+// client that reads a byte a second cannot hold the worker for longer.
 bool Connection::flush_blocking() {
   ensure_nodelay();
+  uint64_t deadline = now_ms(worker_) + worker_.config().send_ms;
   while (!dead_ && !out_.empty()) {
     if (!flush()) return false;
     if (out_.empty()) break;
+    uint64_t now = now_ms(worker_);
+    int wait = now >= deadline ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, INT32_MAX));
     struct pollfd p = {fd_, POLLOUT, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<uint64_t>(worker_.config().send_ms, INT32_MAX)));
-    if (r == 0) {
+    if (wait == 0 || ::poll(&p, 1, wait) == 0) {
+      log(LogLevel::kDebug, "client too slow to read the response; closing");
       fail();
       return false;
     }

@@ -102,7 +102,7 @@ class Connection {
   bool push();
   // True when enough output is queued that a stream should yield.
   bool output_congested() const { return out_.size() > kHighWater; }
-  // Writes queued output, blocking up to send_timeout. For WSGI write().
+  // Writes all queued output, blocking up to send_timeout in total. For WSGI write().
   // Returns false when the client is gone or too slow.
   bool flush_blocking();
   bool client_gone() const { return dead_; }
