@@ -258,6 +258,25 @@ SERVERS: list[Server] = [
         ],
         "fulmen, 1 worker (WSGI mode)",
     ),
+    # Another build of fulmen in the same run (before/after a change): the
+    # fulmen executable of a venv built from the other revision, named by
+    # BENCH_FULMEN_BASELINE. Not in the default list: ask for it with --servers.
+    Server(
+        "fulmen-baseline",
+        "fulmen-baseline",
+        frozenset(WSGI_SCENARIOS),
+        lambda l: [
+            os.environ.get("BENCH_FULMEN_BASELINE", "fulmen"),
+            "--bind",
+            f"{HOST}:{l.port}",
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            _target(l),
+        ],
+        "fulmen, 1 worker, the build named by BENCH_FULMEN_BASELINE (a before/after comparison)",
+    ),
     Server(
         "fulmen-script",
         "fulmen",
@@ -941,6 +960,9 @@ def run_all(args: argparse.Namespace, install: dict[str, Any]) -> dict[str, Any]
         elif need == "cc":
             ok = (BUILD / "epoll_responder").exists()
             reason = "bench/ref/epoll_responder.c did not compile (see above)"
+        elif need == "fulmen-baseline":
+            ok = Path(os.environ.get("BENCH_FULMEN_BASELINE", "/nonexistent")).exists()
+            reason = "BENCH_FULMEN_BASELINE does not name a fulmen executable"
         else:
             ok = need in versions
             record = (
@@ -1644,7 +1666,7 @@ def finish_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
     elif args.scenarios == ["all"]:
         args.scenarios = list(SCENARIOS)
     if args.servers is None or args.servers == ["all"]:
-        args.servers = [s.name for s in SERVERS]
+        args.servers = [s.name for s in SERVERS if s.name != "fulmen-baseline"]
     for name in args.servers:
         if name not in SERVER_BY_NAME:
             parser.error(f"--servers: unknown server {name!r} (known: {', '.join(SERVER_BY_NAME)})")
