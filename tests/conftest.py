@@ -42,7 +42,7 @@ class Server:
     """A running fulmen process (master and workers)."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False,
-                 nofile: int | None = None):
+                 nofile: int | None = None, new_session: bool = False):
         full_env = server_env({"PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
                                **(env or {})})
         self.args = args
@@ -57,6 +57,8 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fulmen", *args],
             preexec_fn=limit if nofile is not None else None,
+            # Its own session and process group, for tests that signal the whole group.
+            start_new_session=new_session,
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -228,10 +230,10 @@ class ServerPool:
         self.servers: list[Server] = []
 
     def start(self, *args: str, cwd: Path = APPS, env: dict[str, str] | None = None,
-              expect_fail: bool = False, nofile: int | None = None) -> Server:
+              expect_fail: bool = False, nofile: int | None = None, new_session: bool = False) -> Server:
         has_bind = any(a in ("-b", "--bind") or a.startswith("--bind=") for a in args)
         full = list(args) if has_bind else ["--bind", "127.0.0.1:0", *args]
-        srv = Server(full, cwd, env, expect_fail, nofile)
+        srv = Server(full, cwd, env, expect_fail, nofile, new_session)
         self.servers.append(srv)
         return srv
 
