@@ -514,7 +514,10 @@ def test_13_8_slow_reader_of_large_keepalive_response(serve):
 
 
 def test_13_8_slow_reader_curl(serve):
-    srv = start(serve, "--keepalive-timeout", "1", "--send-timeout", "10")
+    # The transfer takes ~5 s, beyond the 3 s keep-alive timeout. The keep-alive wait starts once
+    # the server has handed the last byte to the kernel; the client may still take a second or two
+    # to read what its own receive buffer holds, so the timeout here leaves room for that.
+    srv = start(serve, "--keepalive-timeout", "3", "--send-timeout", "10")
     out = subprocess.run(
         ["curl", "-s", "--max-time", "15", "--limit-rate", "4M", "-o", "/dev/null", "-o", "/dev/null",
          "-w", "%{http_code} %{size_download} %{num_connects}\n", srv.url("/big20"), srv.url("/")],

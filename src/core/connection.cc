@@ -1,6 +1,7 @@
 #include "core/connection.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -139,6 +140,10 @@ void Connection::on_readable() {
     return;
   }
   int n = recv_into_input();
+  if (n == -ENOBUFS && budget_wait_ && state_ == State::kBody) {
+    process();  // Hands the partly buffered body to the app (see kBody there).
+    return;
+  }
   if (n == -EAGAIN || n == -EWOULDBLOCK || n == -ENOBUFS) {
     update_poll();
     return;
@@ -309,6 +314,9 @@ void Connection::process() {
     compact_input();
     update_poll();
   }
+  // The client went away during the batch (a blocking body read or write()
+  // met a reset): nothing can be sent, and nothing watches the socket.
+  if (dead_ && !closing_) close();
   if (batch) worker_.handler().batch_end();
 }
 
@@ -828,6 +836,13 @@ void Connection::on_idle_expired() {
   if (!peer_eof_ && ioctl(fd_, FIONREAD, &pending) == 0 && pending > 0) {
     state_since_ = now_ms(worker_);
     on_readable();
+    return;
+  }
+  // Likewise, a response the kernel has not finished sending is still being
+  // read: its client is not idle yet (issue 13 item 8).
+  int unsent = 0;
+  if (!peer_eof_ && ioctl(fd_, SIOCOUTQ, &unsent) == 0 && unsent > 0) {
+    state_since_ = now_ms(worker_);
     return;
   }
   close();
