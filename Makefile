@@ -7,7 +7,8 @@ SHELL := /bin/bash
 PYENV_ROOT ?= $(HOME)/.pyenv
 # Python 3.11 and the newest Python present are both tested.
 PY311 := $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3) $(shell command -v python3.11))
-PYNEW := $(lastword $(shell ls -d $(PYENV_ROOT)/versions/3.1[0-9]*/bin/python3 2>/dev/null | sort -V) $(shell command -v python3))
+# The system python3 is only the fallback: it goes first, so the newest pyenv one is the last word.
+PYNEW := $(lastword $(shell command -v python3) $(shell ls -d $(PYENV_ROOT)/versions/3.1[0-9]*/bin/python3 2>/dev/null | sort -V))
 PY ?= $(PY311)
 TEST_DEPS := pytest requests flask django falcon
 JOBS ?= 2
@@ -44,7 +45,9 @@ test-cpp: build/cpp-tests/ok
 	cd build/cpp-tests && ctest --output-on-failure
 
 test-py: venvs
+	@.venv-311/bin/python -c 'import sys; print("pytest on Python", sys.version.split()[0])'
 	.venv-311/bin/python -m pytest -q tests
+	@.venv-new/bin/python -c 'import sys; print("pytest on Python", sys.version.split()[0])'
 	.venv-new/bin/python -m pytest -q tests
 
 # The extension built with ASan+UBSan, and the end-to-end suite run against it. The
