@@ -219,6 +219,19 @@ def _gunicorn(*extra: str) -> Callable[[Launch], list[str]]:
     ]
 
 
+def _fulmen(executable: Callable[[Launch], str]) -> Callable[[Launch], list[str]]:
+    return lambda l: [
+        executable(l),
+        "--bind",
+        f"{HOST}:{l.port}",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        _target(l),
+    ]
+
+
 def _serve_py(server: str) -> Callable[[Launch], list[str]]:
     return lambda l: [str(l.bin / "python"), str(APPS / "serve.py"), server, HOST, str(l.port), _target(l)]
 
@@ -246,16 +259,7 @@ SERVERS: list[Server] = [
         "fulmen",
         "fulmen",
         frozenset(WSGI_SCENARIOS),
-        lambda l: [
-            str(l.bin / "fulmen"),
-            "--bind",
-            f"{HOST}:{l.port}",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            _target(l),
-        ],
+        _fulmen(lambda l: str(l.bin / "fulmen")),
         "fulmen, 1 worker (WSGI mode)",
     ),
     # Another build of fulmen in the same run (before/after a change): the
@@ -265,16 +269,7 @@ SERVERS: list[Server] = [
         "fulmen-baseline",
         "fulmen-baseline",
         frozenset(WSGI_SCENARIOS),
-        lambda l: [
-            os.environ.get("BENCH_FULMEN_BASELINE", "fulmen"),
-            "--bind",
-            f"{HOST}:{l.port}",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            _target(l),
-        ],
+        _fulmen(lambda l: os.environ.get("BENCH_FULMEN_BASELINE", "fulmen")),
         "fulmen, 1 worker, the build named by BENCH_FULMEN_BASELINE (a before/after comparison)",
     ),
     Server(

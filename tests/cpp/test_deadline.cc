@@ -143,6 +143,12 @@ struct Rig {
     if (::send(client, s.data(), s.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(s.size())) std::abort();
   }
   void turn() const { uv_run(worker->loop(), UV_RUN_NOWAIT); }
+  // Lets ms pass, then runs the deadline sweep and a loop turn.
+  void pass(uint64_t ms) {
+    clock.advance(ms);
+    worker->sweep();
+    turn();
+  }
   // What the server has sent so far (reads until the socket is dry).
   std::string read_some() const {
     std::string out;
@@ -182,13 +188,9 @@ TEST(an_idle_connection_is_closed_after_keepalive) {
   rig.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   rig.turn();
   rig.read_some();
-  rig.clock.advance(4999);
-  rig.worker->sweep();
-  rig.turn();
+  rig.pass(4999);
   CHECK_EQ(rig.worker->connections(), 1u);
-  rig.clock.advance(1);
-  rig.worker->sweep();
-  rig.turn();
+  rig.pass(1);
   CHECK_EQ(rig.worker->connections(), 0u);
   CHECK(rig.peer_closed());
 }
@@ -206,22 +208,16 @@ TEST(a_slow_reader_of_a_large_response_is_not_idle) {
   // Read a little, let "time" pass well beyond the keep-alive timeout on
   // each step, sweep: the response must arrive whole.
   for (int i = 0; i < 100000 && got < want; ++i) {
-    rig.clock.advance(500);
-    rig.worker->sweep();
-    rig.turn();
+    rig.pass(500);
     CHECK_EQ(rig.worker->connections(), 1u) << "after " << got << " bytes, step " << i;
     if (rig.worker->connections() == 0) break;
     got += rig.read_some().size();
   }
   CHECK_EQ(got, want);
   // Once it has all left, the keep-alive wait starts from then.
-  rig.clock.advance(999);
-  rig.worker->sweep();
-  rig.turn();
+  rig.pass(999);
   CHECK_EQ(rig.worker->connections(), 1u);
-  rig.clock.advance(1);
-  rig.worker->sweep();
-  rig.turn();
+  rig.pass(1);
   CHECK_EQ(rig.worker->connections(), 0u);
 }
 
