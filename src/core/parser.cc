@@ -393,10 +393,21 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
           // An empty element, or any coding after "chunked" (chunked repeated
           // or not last, RFC 9112 6.3 (4)), makes the length undeterminable.
           if (coding.empty() || st->te_chunked) return false;
-          if (iequals(coding, "chunked"))
+          // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+          // (RFC 9112 7). The name must be a token; the parameters of a
+          // coding we do not implement are not looked at.
+          const std::string_view coding_name = trim_ows(prefix(coding, coding.find(';')));
+          if (coding_name.empty()) return false;
+          for (const char ch : coding_name)
+            if (!is(static_cast<unsigned char>(ch), kTchar)) return false;
+          if (iequals(coding_name, "chunked")) {
+            // chunked has no parameters (RFC 9112 7.1): "chunked;x=y" is
+            // malformed rather than some other, unsupported coding.
+            if (coding_name.size() != coding.size()) return false;
             st->te_chunked = true;
-          else
+          } else {
             st->te_other = true;
+          }
           return true;
         });
         if (!ok) return -400;
@@ -537,9 +548,14 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
   // RFC 9112 3.2: a 1.1 request without Host is a 400.
   if (out->version_minor >= 1 && st.host_count == 0) return -400;
   if (st.te_seen) {
-    // RFC 9112 6.1: a coding we do not implement is a 501. Only "chunked" on
-    // its own is supported (chunked-last-but-not-alone is e.g. "gzip, chunked").
-    if (!st.te_chunked || st.te_other) return -501;
+    // RFC 9112 6.3 (4): in a request whose final transfer coding is not
+    // chunked the body length cannot be determined: 400, whatever the codings
+    // are ("gzip", "identity", "foo"). te_chunked is set only while chunked
+    // is the last coding seen (a coding after it fails in on_field).
+    if (!st.te_chunked) return -400;
+    // RFC 9112 6.1: chunked is last but another coding we do not implement
+    // precedes it ("gzip, chunked"): 501. Only "chunked" alone is supported.
+    if (st.te_other) return -501;
     out->chunked = true;
   }
   // RFC 9112 9.3: persistence defaults to on for 1.1 and off for 1.0;

@@ -56,8 +56,10 @@ struct RequestHead {
 // empty field names, control bytes in names or values, non-token methods,
 // versions other than HTTP/1.x, a missing Host on 1.1, more than one Host,
 // malformed or conflicting Content-Length, Content-Length with
-// Transfer-Encoding, Transfer-Encoding on 1.0, chunked repeated or not last
-// are all -400; any other transfer coding is -501.
+// Transfer-Encoding, Transfer-Encoding on 1.0, a Transfer-Encoding whose
+// final coding is not chunked (RFC 9112 6.3), chunked repeated or with
+// parameters are all -400; another coding before a final chunked ("gzip,
+// chunked") is -501.
 int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLimits& limits = {});
 
 // Decodes a chunked body (RFC 9112 7.1) in place, incrementally.

@@ -564,9 +564,31 @@ TEST(transfer_encoding_errors) {
            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
            "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n",
            "Content-Length: 0\r\nTransfer-Encoding: identity\r\n",
+           // chunked takes no parameters, and a coding name is a token.
+           "Transfer-Encoding: chunked;q=1\r\n",
+           "Transfer-Encoding: chunked ; q=1\r\n",
+           "Transfer-Encoding: gzip, chunked;x\r\n",
+           "Transfer-Encoding: chunked gzip, chunked\r\n",
+           "Transfer-Encoding: g(zip, chunked\r\n",
+           "Transfer-Encoding: ;q=1, chunked\r\n",
        }) {
     expect_err(with_headers(fields), -400);
   }
+  // RFC 9112 6.3 (4): a request whose final coding is not chunked has no
+  // determinable length: 400, known coding or not.
+  for (const char* fields : {
+           "Transfer-Encoding: gzip\r\n",
+           "Transfer-Encoding: identity\r\n",
+           "Transfer-Encoding: foo\r\n",
+           "Transfer-Encoding: GZIP ,\tdeflate\r\n",
+           "Transfer-Encoding: gzip;level=9\r\n",
+           "Transfer-Encoding: chunkedx\r\n",
+           "Transfer-Encoding: xchunked\r\n",
+           "Transfer-Encoding: chunked gzip\r\n",
+       }) {
+    expect_err(with_headers(fields), -400);
+  }
+  expect_err("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nHost: a\r\nX: y\r\n\r\n", -400);
   // Transfer-Encoding on HTTP/1.0 (RFC 9112 6.1).
   expect_err("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400);
   expect_err("POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", -400);
@@ -574,18 +596,19 @@ TEST(transfer_encoding_errors) {
   expect_err("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", -400);  // no Host
 }
 
+// Only "chunked" alone is implemented: another coding before a final chunked
+// is 501 (RFC 9112 6.1).
 TEST(transfer_encoding_unsupported) {
   for (const char* fields : {
-           "Transfer-Encoding: gzip\r\n",
-           "Transfer-Encoding: identity\r\n",
-           "Transfer-Encoding: foo\r\n",
            "Transfer-Encoding: gzip, chunked\r\n",
+           "Transfer-Encoding: identity, chunked\r\n",
+           "Transfer-Encoding: foo,chunked\r\n",
            "Transfer-Encoding: GZIP ,\tChunked\r\n",
            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
            "Transfer-Encoding: deflate, gzip, chunked\r\n",
-           "Transfer-Encoding: chunked;q=1\r\n",
-           "Transfer-Encoding: chunkedx\r\n",
-           "Transfer-Encoding: chunked gzip\r\n",
+           "Transfer-Encoding: gzip;level=9, chunked\r\n",
+           "Transfer-Encoding: gzip ; level=\"9\", chunked\r\n",
+           "Transfer-Encoding: chunkedx, chunked\r\n",
        }) {
     expect_err(with_headers(fields), -501);
   }
