@@ -581,13 +581,16 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
 //   chunk-ext-val  = token / quoted-string
 //   trailer-section = *( field-line CRLF )
 //
-// `digits_` counts the hex digits while in kSize. Once the size is complete it
+// `digits_` is nonzero once kSize has seen a hex digit. Once the size is complete it
 // is no longer needed, so kExt and kTrailer reuse it for their sub-state (the
 // layout of the class is fixed by the header).
 
 namespace {
 
-constexpr int kMaxChunkSizeDigits = 16;  // 16 hex digits fill a uint64_t exactly
+// A chunk-size may carry any number of leading zeros (1*HEXDIG); what must not
+// happen is an overflow of its value (RFC 9112 7.1), i.e. a 17th significant
+// hex digit. remaining_ > kMaxBeforeShift means the next digit would overflow.
+constexpr uint64_t kMaxBeforeShift = UINT64_MAX >> 4;
 
 // Sub-states of State::kExt, stored in digits_.
 enum ExtState : int {
@@ -694,8 +697,9 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* dst, const char* src, size_t
         break;
       case State::kSize:
         if (is(c, kHexDig)) {
-          if (++digits_ > kMaxChunkSizeDigits || !line_byte()) return fail();
+          if (remaining_ > kMaxBeforeShift || !line_byte()) return fail();
           remaining_ = (remaining_ << 4) | static_cast<uint64_t>(hex_value(c));
+          digits_ = 1;  // at least one digit seen
         } else if (digits_ == 0) {
           return fail();  // empty size, or a sign/space/junk before it
         } else if (c == '\r') {

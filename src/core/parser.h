@@ -89,7 +89,7 @@ class ChunkedDecoder {
   uint64_t remaining_ = 0;  // bytes left in the current chunk
   uint64_t total_ = 0;      // decoded bytes so far
   size_t line_len_ = 0;     // bytes in the current size/ext/trailer line
-  int digits_ = 0;          // hex digits in the current chunk-size
+  int digits_ = 0;          // kSize: nonzero once a hex digit was seen; kExt/kTrailer: sub-state
   size_t trailers_ = 0;     // trailer field lines so far
   bool trailer_empty_ = true;
 };

@@ -936,6 +936,9 @@ TEST(chunked_valid) {
   expect_body("a\r\n0123456789\r\nA\r\nabcdefghij\r\n0\r\n\r\n", "0123456789abcdefghij");
   expect_body("0005\r\nhello\r\n000\r\n\r\n", "hello");
   expect_body("0000000000000005\r\nhello\r\n0000000000000000\r\n\r\n", "hello");
+  // Leading zeros are not significant digits (chunk-size = 1*HEXDIG; only
+  // an overflowing value is refused, RFC 9112 7.1).
+  expect_body("00000000000000005\r\nhello\r\n" + std::string(40, '0') + "\r\n\r\n", "hello");
   expect_body("3\r\n\r\n\r\r\n1\r\n\n\r\n0\r\n\r\n", "\r\n\r\n");  // CR/LF inside data are data
   expect_body("1\r\n\0\r\n0\r\n\r\n"s, "\0"s);
   const std::string big(300, 'z');
@@ -993,7 +996,8 @@ TEST(chunked_size_errors) {
                          "g\r\n",
                          "5g\r\n",
                          "10000000000000000\r\n",
-                         "00000000000000005\r\nhello\r\n0\r\n\r\n",
+                         "0010000000000000000\r\n",
+                         "ffffffffffffffff0\r\n",
                          "5 x\r\nhello\r\n0\r\n\r\n",
                          "5\nhello\r\n0\r\n\r\n",
                          "5\rhello\r\n0\r\n\r\n",
@@ -1058,6 +1062,7 @@ TEST(chunked_incomplete) {
   expect_incomplete_body("0\r\n\r", "");
   expect_incomplete_body("0\r\nX: v\r\n", "");
   expect_incomplete_body("ffffffffffffffff\r\nabc", "abc");
+  expect_incomplete_body("0000FFFFFFFFFFFFFFFF\r\nabc", "abc");
   expect_incomplete_body("5;a=\"x", "");
 }
 
@@ -1066,6 +1071,9 @@ TEST(chunked_line_limits) {
   const auto size_line = [](size_t n) { return "5;a=" + std::string(n - 4, 'v'); };
   expect_body(size_line(32) + "\r\nhello\r\n0\r\n\r\n", "hello", {}, 32);
   expect_bad_body(size_line(33) + "\r\nhello\r\n0\r\n\r\n", 32);
+  // Leading zeros of a chunk-size count towards the line too.
+  expect_body(std::string(31, '0') + "5\r\nhello\r\n0\r\n\r\n", "hello", {}, 32);
+  expect_bad_body(std::string(32, '0') + "5\r\nhello\r\n0\r\n\r\n", 32);
   // Too long is certain before the CRLF arrives.
   ChunkedDecoder d;
   d.max_line = 32;
