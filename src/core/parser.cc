@@ -32,7 +32,10 @@
 //     are ignored, RFC 9110 5.6.1); Transfer-Encoding strictly (any empty
 //     element is -400) because it decides message framing.
 //   * The Host value must match uri-host [ ":" port ] (RFC 9112 3.2 requires
-//     400 for an invalid Host); an empty Host is valid (RFC 9112 3.2).
+//     400 for an invalid Host); an empty Host is valid (RFC 9112 3.2). With an
+//     absolute-form target Host is still required (1.1) and checked, but the
+//     reported host is the target's authority, which need not match it (RFC
+//     9112 3.2.2 makes the origin server ignore Host).
 //   * CONNECT requires authority-form with a port and "*" is only accepted for
 //     OPTIONS (RFC 9112 3.2.3, 3.2.4); an http(s) URI with an empty host or
 //     with userinfo is rejected (RFC 9110 4.2.1, 4.2.4).
@@ -263,7 +266,9 @@ bool classify_target(RequestHead* out) {
     // authority-form = uri-host ":" port, and only for CONNECT (3.2.3).
     bool has_port;
     if (!valid_authority(t, &has_port) || !has_port || t[0] == ':') return false;
+    out->target_form = TargetForm::kAuthority;
     out->path = t;
+    out->host = t;  // the target is the authority (RFC 9112 3.3)
     return true;
   }
   if (t[0] == '/') {  // origin-form (3.2.1)
@@ -271,6 +276,7 @@ bool classify_target(RequestHead* out) {
     return true;
   }
   if (t == "*") {  // asterisk-form (3.2.4), only for a server-wide OPTIONS
+    out->target_form = TargetForm::kAsterisk;
     out->path = t;
     return m == "OPTIONS";
   }
@@ -290,6 +296,9 @@ bool classify_target(RequestHead* out) {
   // An empty host is invalid for http(s) URIs (RFC 9110 4.2.1, 4.2.2) and
   // userinfo ("@") is treated as an error (RFC 9110 4.2.4).
   if (authority.empty() || authority[0] == ':' || !valid_authority(authority, &has_port)) return false;
+  out->target_form = TargetForm::kAbsolute;
+  // RFC 9112 3.2.2: the target's authority, not the Host field, names the host.
+  out->host = authority;
   rest.remove_prefix(auth_end);
   split_path_query(rest, out);
   if (out->path.empty()) out->path = "/";  // path-abempty is empty: the path is "/" (RFC 9112 3.2.1)
@@ -337,7 +346,9 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
         // RFC 9112 3.2: 400 for more than one Host line or an invalid value.
         bool has_port;
         if (++st->host_count > 1 || !valid_authority(value, &has_port)) return -400;
-        out->host = value;
+        // With an absolute-form or authority-form target, host already holds
+        // the target's authority and Host is ignored (RFC 9112 3.2.2, 3.3).
+        if (out->target_form == TargetForm::kOrigin || out->target_form == TargetForm::kAsterisk) out->host = value;
       }
       break;
     case 12:
@@ -427,6 +438,7 @@ constexpr int kMaxLeadingEmptyLines = 8;
 
 int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLimits& limits) {
   out->method = out->target = out->path = out->query = out->host = {};
+  out->target_form = TargetForm::kOrigin;
   out->version_minor = 1;
   out->num_headers = 0;
   out->has_content_length = false;

@@ -28,12 +28,22 @@ struct ParserLimits {
 
 inline constexpr size_t kMaxHeaders = 128;
 
+// The four forms of request-target (RFC 9112 3.2).
+enum class TargetForm : uint8_t {
+  kOrigin,     // "/path?query" (3.2.1)
+  kAbsolute,   // "http://authority/path?query", http and https only (3.2.2)
+  kAuthority,  // "host:port", CONNECT only (3.2.3)
+  kAsterisk,   // "*", OPTIONS only (3.2.4)
+};
+
 struct RequestHead {
   std::string_view method;  // a token (RFC 9110 5.6.2)
   std::string_view target;  // request-target as received
-  std::string_view path;    // origin-form path (absolute-form: the path part; "*" for asterisk-form)
+  std::string_view path;    // origin-form path (absolute-form: the path part; authority-form: the whole target;
+                            // "*" for asterisk-form)
   std::string_view query;   // after the first '?', without it, up to '#'/end; empty if none
-  int version_minor = 1;    // 0 or 1 (HTTP/1.2..1.9 are reported as 1)
+  TargetForm target_form = TargetForm::kOrigin;
+  int version_minor = 1;  // 0 or 1 (HTTP/1.2..1.9 are reported as 1)
   Header headers[kMaxHeaders];
   size_t num_headers = 0;
 
@@ -43,7 +53,12 @@ struct RequestHead {
   bool chunked = false;          // Transfer-Encoding ends with chunked
   bool keep_alive = true;        // after Connection tokens and version defaults
   bool expect_continue = false;  // Expect: 100-continue
-  std::string_view host;         // value of the single Host header, if any
+  // The request's authority (RFC 9112 3.3): for absolute-form and
+  // authority-form the target's authority (userinfo is refused), whatever the
+  // Host field says (3.2.2: an origin server MUST ignore Host then; it is
+  // still required on 1.1 and must still be valid); otherwise the value of
+  // the single Host field, empty if there is none.
+  std::string_view host;
 };
 
 // Parses a request head from buf[0, len).

@@ -31,6 +31,7 @@
 using fulmen::ChunkedDecoder;
 using fulmen::ParserLimits;
 using fulmen::RequestHead;
+using fulmen::TargetForm;
 using namespace std::string_literals;
 
 namespace {
@@ -111,6 +112,7 @@ struct Want {
   std::optional<std::string_view> target = std::nullopt;
   std::optional<std::string_view> path = std::nullopt;
   std::optional<std::string_view> query = std::nullopt;
+  std::optional<fulmen::TargetForm> form = std::nullopt;
   std::optional<int> minor = std::nullopt;
   std::optional<std::string_view> host = std::nullopt;
   std::optional<bool> has_cl = std::nullopt;
@@ -151,6 +153,7 @@ void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim 
   if (w.target) CHECK_EQ(h.target, *w.target) << ctx;
   if (w.path) CHECK_EQ(h.path, *w.path) << ctx;
   if (w.query) CHECK_EQ(h.query, *w.query) << ctx;
+  if (w.form) CHECK(h.target_form == *w.form) << "target form " << static_cast<int>(h.target_form) << ctx;
   if (w.minor) CHECK_EQ(h.version_minor, *w.minor) << ctx;
   if (w.host) CHECK_EQ(h.host, *w.host) << ctx;
   if (w.has_cl) CHECK_EQ(h.has_content_length, *w.has_cl) << ctx;
@@ -286,19 +289,33 @@ TEST(origin_form_path_and_query) {
   };
   for (const auto& c : cases) {
     expect_ok("GET "s + c.target + " HTTP/1.1\r\nHost: a\r\n\r\n",
-              {.target = c.target, .path = c.path, .query = c.query});
+              {.target = c.target, .path = c.path, .query = c.query, .form = TargetForm::kOrigin, .host = "a"});
   }
 }
 
 TEST(absolute_form) {
   expect_ok("GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            {.target = "http://example.com/p?q=1", .path = "/p", .query = "q=1", .host = "example.com"});
-  expect_ok("GET HTTPS://Example.COM:8443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = ""});
-  expect_ok("GET hTtP://example.com?x HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = "x"});
-  expect_ok("GET http://[::1]:8080/a#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/a", .query = ""});
-  expect_ok("GET http://h#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = ""});
-  expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y"});
-  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/"});
+            {.target = "http://example.com/p?q=1",
+             .path = "/p",
+             .query = "q=1",
+             .form = TargetForm::kAbsolute,
+             .host = "example.com"});
+  // The host is the target's authority, whatever Host says (RFC 9112 3.2.2).
+  expect_ok("GET HTTPS://Example.COM:8443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/", .query = "", .form = TargetForm::kAbsolute, .host = "Example.COM:8443"});
+  expect_ok("GET hTtP://example.com?x HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/", .query = "x", .host = "example.com"});
+  expect_ok("GET http://[::1]:8080/a#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/a", .query = "", .host = "[::1]:8080"});
+  expect_ok("GET http://h#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = "", .host = "h"});
+  expect_ok("GET http://h:/ HTTP/1.1\r\nHost:\r\n\r\n", {.path = "/", .host = "h:"});
+  expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y", .host = "127.0.0.1:80"});
+  expect_ok("GET http://a.example/ HTTP/1.0\r\nHost: b.example\r\n\r\n", {.host = "a.example"});
+  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .host = "example.com"});
+  // Host is ignored but still required on 1.1, once, and valid (RFC 9112 3.2).
+  expect_err("GET http://example.com/ HTTP/1.1\r\n\r\n", -400);
+  expect_err("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nHost: example.com\r\n\r\n", -400);
+  expect_err("GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n", -400);
   for (const char* t : {"ftp://a/", "http:/a", "http:", "http://", "https://", "http:///p", "http://?q",
                         "http://u@h/", "http://u:p@h/", "http://:80/", "http://h:x/", "http://h h/", "http://[::1/",
                         "http://[]/", "http://h\"/", "htt://h/", "example.com:80", "example.com", "a/b"}) {
@@ -307,8 +324,9 @@ TEST(absolute_form) {
 }
 
 TEST(asterisk_form_only_for_options) {
-  expect_ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", {.target = "*", .path = "*", .query = ""});
-  expect_ok("OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/"});
+  expect_ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.target = "*", .path = "*", .query = "", .form = TargetForm::kAsterisk, .host = "a"});
+  expect_ok("OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .form = TargetForm::kOrigin});
   expect_err("GET * HTTP/1.1\r\nHost: a\r\n\r\n", -400);
   expect_err("options * HTTP/1.1\r\nHost: a\r\n\r\n", -400);  // methods are case-sensitive
   expect_err("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", -400);
@@ -316,10 +334,16 @@ TEST(asterisk_form_only_for_options) {
 }
 
 TEST(authority_form_only_for_connect) {
-  expect_ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-            {.method = "CONNECT", .target = "example.com:443", .path = "example.com:443", .query = ""});
-  expect_ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "[::1]:443"});
-  expect_ok("CONNECT 10.0.0.1:8080 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "10.0.0.1:8080"});
+  expect_ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", {.method = "CONNECT",
+                                                                                  .target = "example.com:443",
+                                                                                  .path = "example.com:443",
+                                                                                  .query = "",
+                                                                                  .form = TargetForm::kAuthority,
+                                                                                  .host = "example.com:443"});
+  // The target is the authority (RFC 9112 3.3).
+  expect_ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "[::1]:443", .host = "[::1]:443"});
+  expect_ok("CONNECT 10.0.0.1:8080 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "10.0.0.1:8080", .host = "10.0.0.1:8080"});
+  expect_err("CONNECT a:1 HTTP/1.1\r\n\r\n", -400);  // Host is still required
   for (const char* t : {"/", "/x", "*", "example.com", "example.com:", ":443", "a:b", "http://a:1/", "u@a:1", "a:1/",
                         "[::1]", "[::1]443"}) {
     expect_err("CONNECT "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
