@@ -39,6 +39,9 @@
 //   * CONNECT requires authority-form with a port and "*" is only accepted for
 //     OPTIONS (RFC 9112 3.2.3, 3.2.4); an http(s) URI with an empty host or
 //     with userinfo is rejected (RFC 9110 4.2.1, 4.2.4).
+//   * A CONNECT request has no content (RFC 9110 9.3.6): Transfer-Encoding or
+//     a Content-Length other than 0 is -400, and keep_alive is false, since a
+//     2xx answer would make the connection a tunnel (RFC 9112 6.3 (2)).
 //
 // On 0 or an error, *out holds whatever was filled in so far and must not be
 // used.
@@ -381,6 +384,9 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
         // RFC 9112 6.1: Content-Length with Transfer-Encoding is a smuggling
         // vector; we reject instead of letting Transfer-Encoding win.
         if (st->te_seen) return -400;
+        // RFC 9110 9.3.6: a CONNECT request has no content; what follows its
+        // head belongs to the tunnel. A length other than 0 claims otherwise.
+        if (n != 0 && out->target_form == TargetForm::kAuthority) return -400;
         if (out->has_content_length) {
           // RFC 9112 6.3 (5) / RFC 9110 8.6: differing values are an
           // unrecoverable error; identical ones may be merged. We merge only
@@ -395,8 +401,10 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
       break;
     case 17:
       if (iequals(name, "transfer-encoding")) {
-        // RFC 9112 6.1: Transfer-Encoding on 1.0 means faulty framing.
-        if (out->version_minor == 0 || out->has_content_length) return -400;
+        // RFC 9112 6.1: Transfer-Encoding on 1.0 means faulty framing. A
+        // CONNECT request has no content to encode (RFC 9110 9.3.6).
+        if (out->version_minor == 0 || out->has_content_length || out->target_form == TargetForm::kAuthority)
+          return -400;
         st->te_seen = true;
         // Multiple Transfer-Encoding lines form one list (RFC 9110 5.3), so
         // the state carries over between lines.
@@ -571,8 +579,10 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
     out->chunked = true;
   }
   // RFC 9112 9.3: persistence defaults to on for 1.1 and off for 1.0;
-  // "close" always wins.
-  if (st.conn_close) {
+  // "close" always wins. After a 2xx to CONNECT the connection is a tunnel
+  // (RFC 9112 6.3 (2), RFC 9110 9.3.6), which this server does not provide:
+  // whatever the answer, nothing after a CONNECT is read as HTTP.
+  if (st.conn_close || out->target_form == TargetForm::kAuthority) {
     out->keep_alive = false;
   } else {
     out->keep_alive = out->version_minor >= 1 || st.conn_keep_alive;

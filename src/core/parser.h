@@ -51,7 +51,7 @@ struct RequestHead {
   bool has_content_length = false;
   uint64_t content_length = 0;
   bool chunked = false;          // Transfer-Encoding ends with chunked
-  bool keep_alive = true;        // after Connection tokens and version defaults
+  bool keep_alive = true;        // after Connection tokens and version defaults; false for CONNECT
   bool expect_continue = false;  // Expect: 100-continue
   // The request's authority (RFC 9112 3.3): for absolute-form and
   // authority-form the target's authority (userinfo is refused), whatever the
@@ -71,7 +71,8 @@ struct RequestHead {
 // empty field names, control bytes in names or values, non-token methods,
 // versions other than HTTP/1.x, a missing Host on 1.1, more than one Host,
 // malformed or conflicting Content-Length, Content-Length with
-// Transfer-Encoding, Transfer-Encoding on 1.0, a Transfer-Encoding whose
+// Transfer-Encoding, Transfer-Encoding on 1.0 or on CONNECT, a Content-Length
+// other than 0 on CONNECT (RFC 9110 9.3.6), a Transfer-Encoding whose
 // final coding is not chunked (RFC 9112 6.3), chunked repeated or with
 // parameters are all -400; another coding before a final chunked ("gzip,
 // chunked") is -501.

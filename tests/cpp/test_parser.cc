@@ -351,6 +351,25 @@ TEST(authority_form_only_for_connect) {
   expect_err("GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
 }
 
+// RFC 9110 9.3.6: a CONNECT request has no content, and after a 2xx the
+// connection is a tunnel (RFC 9112 6.3 (2)), which is not served: never kept.
+TEST(connect_has_no_content_and_is_not_kept_alive) {
+  const std::string connect = "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n";
+  expect_ok(connect + "\r\n", {.has_cl = false, .chunked = false, .keep_alive = false});
+  expect_ok(connect + "Connection: keep-alive\r\n\r\n", {.keep_alive = false});
+  expect_ok(connect + "Content-Length: 0\r\n\r\n", {.has_cl = true, .cl = 0, .keep_alive = false});
+  expect_ok("CONNECT a.example:443 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {.keep_alive = false});
+  expect_err(connect + "Content-Length: 5\r\n\r\nhello", -400);
+  expect_err(connect + "Content-Length: 0\r\nContent-Length: 00\r\n\r\n", -400);
+  expect_err(connect + "Content-Length: 000001\r\n\r\n", -400);
+  expect_err(connect + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", -400);
+  expect_err(connect + "Transfer-Encoding: gzip, chunked\r\n\r\n", -400);
+  RequestHead h;
+  CHECK_EQ(parse(connect + "Content-Length: 5\r\n", &h), -400);  // known before the end of the head
+  // Other methods keep their bodies and persistence.
+  expect_ok("POST http://a.example/ HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", {.cl = 5, .keep_alive = true});
+}
+
 TEST(target_bytes) {
   for (const char* bad : {"\x7f", "\x80", "\xff", "\x01", "\x1f", "\t", "\x0b", "\x0c"}) {
     expect_err("GET /a"s + bad + "b HTTP/1.1\r\nHost: a\r\n\r\n", -400);
@@ -782,7 +801,8 @@ TEST(random_mutations) {
       "POST /submit?x=1 HTTP/1.1\r\nHost: a:80\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
       "PUT http://h/p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
       "\r\nOPTIONS * HTTP/1.0\r\nConnection: keep-alive\r\nX: caf\xc3\xa9\t\r\n\r\n",
-      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 0\r\n\r\n",
+      "PATCH /a HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
       "GET /a/b/c/d/e/f/g?h=i#j HTTP/1.1\r\nHost: [::1]:8080\r\nUser-Agent: fuzz/1.0\r\nAccept: */*\r\n\r\n"
       "GET / HTTP/1.1\r\nHost: b\r\n\r\n",
   };
@@ -829,7 +849,9 @@ TEST(random_mutations) {
                 inside(h.host, base, n) && (inside(h.path, base, n) || h.path == "/") && !h.method.empty() &&
                 h.num_headers <= std::min(lim.max_headers, fulmen::kMaxHeaders) &&
                 (h.version_minor == 0 || h.version_minor == 1) && !(h.chunked && h.has_content_length) &&
-                !(h.chunked && h.version_minor == 0) && n <= lim.max_head;
+                !(h.chunked && h.version_minor == 0) && n <= lim.max_head &&
+                (h.target_form != TargetForm::kAuthority || (!h.chunked && h.content_length == 0 && !h.keep_alive)) &&
+                (h.target_form != TargetForm::kAsterisk || h.method == "OPTIONS");
       for (size_t i = 0; i < h.num_headers; ++i) {
         const auto& f = h.headers[i];
         ok = ok && !f.name.empty() && inside(f.name, base, n) && inside(f.value, base, n) &&
