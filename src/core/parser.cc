@@ -211,34 +211,105 @@ inline size_t scan_value(const unsigned char* s, size_t p, size_t end) {
 // ---------------------------------------------------------------------------
 // Request-target and Host validation.
 
+inline bool is_digit(char ch) {
+  return static_cast<unsigned>(static_cast<unsigned char>(ch)) - '0' <= 9u;
+}
+inline bool is_hex(char ch) {
+  return is(static_cast<unsigned char>(ch), kHexDig);
+}
+
+// IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet, where a
+// dec-octet is 0-255 without leading zeros (RFC 3986 3.2.2).
+bool valid_ipv4(std::string_view s) {
+  size_t i = 0;
+  for (int octet = 0;; ++octet) {
+    const size_t start = i;
+    unsigned v = 0;
+    while (i < s.size() && i - start < 3 && is_digit(s[i])) v = v * 10 + static_cast<unsigned>(s[i++] - '0');
+    if (i == start || v > 255 || (i - start > 1 && s[start] == '0')) return false;
+    if (octet == 3) return i == s.size();
+    if (i == s.size() || s[i] != '.') return false;
+    ++i;
+  }
+}
+
+// IPv6address (RFC 3986 3.2.2): eight h16 pieces (1-4 HEXDIG) separated by
+// ":", the last two of which may be an IPv4address, with at most one "::"
+// standing for one or more zero pieces. No zone identifier (RFC 6874 is not
+// part of the http URI syntax, RFC 9110 4.2).
+bool valid_ipv6(std::string_view s) {
+  int pieces = 0;
+  bool compressed = false;
+  size_t i = 0;
+  if (s.size() >= 2 && s[0] == ':' && s[1] == ':') {
+    compressed = true;
+    i = 2;
+  }
+  while (i < s.size()) {
+    const size_t start = i;
+    while (i < s.size() && i - start < 4 && is_hex(s[i])) ++i;
+    if (i < s.size() && s[i] == '.') {  // ls32 as an IPv4address: the rest of the address
+      if (!valid_ipv4(suffix_from(s, start))) return false;
+      pieces += 2;
+      break;
+    }
+    if (i == start) return false;  // an empty piece: ":::", a leading or doubled ":"
+    ++pieces;
+    if (i == s.size()) break;
+    if (s[i] != ':') return false;      // a fifth hex digit or another byte
+    if (++i == s.size()) return false;  // a trailing single ":"
+    if (s[i] == ':') {
+      if (compressed) return false;  // a second "::"
+      compressed = true;
+      ++i;
+    }
+  }
+  return compressed ? pieces <= 7 : pieces == 8;
+}
+
+// IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) (RFC 3986 3.2.2).
+bool valid_ipvfuture(std::string_view s) {
+  if (s.size() < 4 || (s[0] | 0x20) != 'v') return false;
+  size_t i = 1;
+  while (i < s.size() && is_hex(s[i])) ++i;
+  if (i == 1 || i + 1 >= s.size() || s[i] != '.') return false;
+  for (++i; i < s.size(); ++i)
+    if (s[i] == '%' || (!is(static_cast<unsigned char>(s[i]), kRegName) && s[i] != ':')) return false;
+  return true;
+}
+
 // Validates `uri-host [ ":" port ]` (RFC 9112 3.2 / RFC 3986 3.2.2-3.2.3), the
 // syntax of both the Host field value and the authority of an absolute-form or
-// authority-form target. Loose where it is harmless (a reg-name's
-// pct-encodings and the inside of an IP-literal are only checked for
-// allowed bytes) but it rejects everything that could confuse a consumer of
-// the value: whitespace, "/", "?", "#", "@" (userinfo), quotes, controls.
+// authority-form target; RFC 9112 3.2 makes an invalid Host a 400. It thereby
+// rejects everything that could confuse a consumer of the value: whitespace,
+// "/", "?", "#", "@" (userinfo), quotes, controls, bad pct-encodings.
 // *has_port is set when a non-empty port is present.
 bool valid_authority(std::string_view a, bool* has_port) {
   *has_port = false;
   size_t i = 0;
   if (!a.empty() && a[0] == '[') {
-    // IP-literal: "[" ( IPv6address / IPvFuture ) "]".
+    // IP-literal = "[" ( IPv6address / IPvFuture ) "]".
     const size_t close = a.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (i = 1; i < close; ++i) {
-      const auto c = static_cast<unsigned char>(a[i]);
-      if (!is(c, kRegName) && c != ':') return false;
-    }
+    if (close == std::string_view::npos) return false;
+    const std::string_view literal(a.data() + 1, close - 1);
+    if (!valid_ipv6(literal) && !valid_ipvfuture(literal)) return false;
     i = close + 1;
   } else {
-    // reg-name / IPv4address; may be empty (RFC 3986 3.2.2).
-    while (i < a.size() && is(static_cast<unsigned char>(a[i]), kRegName)) ++i;
+    // reg-name = *( unreserved / pct-encoded / sub-delims ), which also
+    // covers IPv4address; may be empty (RFC 3986 3.2.2).
+    while (i < a.size() && is(static_cast<unsigned char>(a[i]), kRegName)) {
+      if (a[i] == '%') {  // pct-encoded = "%" HEXDIG HEXDIG
+        if (a.size() - i < 3 || !is_hex(a[i + 1]) || !is_hex(a[i + 2])) return false;
+        i += 2;
+      }
+      ++i;
+    }
   }
   if (i == a.size()) return true;
   if (a[i] != ':') return false;
   // port = *DIGIT
   for (++i; i < a.size(); ++i) {
-    if (static_cast<unsigned>(static_cast<unsigned char>(a[i])) - '0' > 9u) return false;
+    if (!is_digit(a[i])) return false;
     *has_port = true;
   }
   return true;

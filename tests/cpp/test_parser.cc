@@ -546,6 +546,81 @@ TEST(host_field) {
   expect_ok("GET / HTTP/1.1\r\nHost: a:80 \t\r\n\r\n", {.host = "a:80"});  // OWS is not part of the value
 }
 
+// RFC 9112 3.2: an invalid Host value is a 400, so uri-host is checked in
+// full (RFC 3986 3.2.2): pct-encodings, IPv6address and IPvFuture.
+TEST(host_syntax) {
+  for (const char* v : {"%41",
+                        "a%2Fb",
+                        "%aF%Af",
+                        "0.0.0.0",
+                        "255.255.255.255",
+                        "999.1.1.1",
+                        "01.2.3.4",
+                        "[::]",
+                        "[::1]",
+                        "[1::]",
+                        "[1:2:3:4:5:6:7:8]",
+                        "[1:2:3:4:5:6:7::]",
+                        "[::2:3:4:5:6:7:8]",
+                        "[1::2:3:4:5:6:7]",
+                        "[ABCD:ef01::1]:8080",
+                        "[::ffff:192.0.2.1]",
+                        "[::192.0.2.1]",
+                        "[1:2:3:4:5:6:1.2.3.4]",
+                        "[v1.x]",
+                        "[V1F.a:b!$]",
+                        "[v7.1]:80"}) {
+    expect_ok("GET / HTTP/1.1\r\nHost: "s + v + "\r\n\r\n", {.host = v});
+  }
+  for (const char* v : {"%",
+                        "%4",
+                        "%zz",
+                        "a%4g",
+                        "a%",
+                        "[",
+                        "[]",
+                        "[:]",
+                        "[:1]",
+                        "[1:]",
+                        "[1::2::3]",
+                        "[:::]",
+                        "[1:::2]",
+                        "[12345::]",
+                        "[g::]",
+                        "[1:2:3:4:5:6:7]",
+                        "[1:2:3:4:5:6:7:8:9]",
+                        "[1:2:3:4:5:6:7:8::]",
+                        "[::1:2:3:4:5:6:7:8]",
+                        "[1.2.3.4]",
+                        "[::1.2.3]",
+                        "[::1.2.3.4.5]",
+                        "[::1.2.3.256]",
+                        "[::01.2.3.4]",
+                        "[::1.2.3.4:1]",
+                        "[1.2.3.4::]",
+                        "[::1%25eth0]",
+                        "[::1%eth0]",
+                        "[v.x]",
+                        "[v1.]",
+                        "[v1x]",
+                        "[vx.1]",
+                        "[v1.%41]",
+                        "[v1./]",
+                        "[::1]]",
+                        "[::1]:8x"}) {
+    expect_err("GET / HTTP/1.1\r\nHost: "s + v + "\r\n\r\n", -400);
+  }
+  // The same syntax applies to the authority of absolute-form and
+  // authority-form targets.
+  expect_ok("GET http://[::ffff:10.0.0.1]:81/ HTTP/1.1\r\nHost: a\r\n\r\n", {.host = "[::ffff:10.0.0.1]:81"});
+  expect_ok("CONNECT [2001:db8::7]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.host = "[2001:db8::7]:443"});
+  for (const char* t : {"http://%zz/", "http://[::1%25lo]/", "http://[1:2]/", "https://[v1.x/"}) {
+    expect_err("GET "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+  }
+  expect_err("CONNECT [fe80::1%25eth0]:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+  expect_err("CONNECT [1:2:3]:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+}
+
 TEST(host_required_once) {
   expect_err("GET / HTTP/1.1\r\n\r\n", -400);
   expect_err("GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", -400);
