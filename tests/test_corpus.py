@@ -46,6 +46,13 @@ DEVIATIONS: dict[str, tuple[int, str]] = {
     "gunicorn/invalid/rfc9110_trailer_forbidden_host_01": (200, "RFC 9110 6.5.1: trailers are discarded"),
     "gunicorn/invalid/rfc9110_trailer_forbidden_te_01": (200, "RFC 9110 6.5.1: trailers are discarded"),
 }
+# Own cases whose expectation needs a change outside the parser -> what it needs. They run as
+# strict xfails: once the change lands they pass, fail as XPASS, and the entry is removed.
+PENDING: dict[str, str] = {
+    "valid/absolute_form_host_ignored": (
+        "RFC 9112 3.2.2: src/wsgi/environ.cc must take HTTP_HOST from RequestHead::host (the target's "
+        "authority for absolute-form), not from the Host field"),
+}
 # Fields of the app's view that legitimately differ from gunicorn's expectation.
 FIELD_DEVIATIONS: dict[str, dict[str, str]] = {
     # CONNECT's authority-form target is passed through whole as PATH_INFO (RFC 9112 3.2.3).
@@ -136,6 +143,8 @@ def gunicorn_to_environ(e: dict) -> dict:
 
 
 CASES = load_own() + load_shared()
+PARAMS = [pytest.param(c, id=c["name"], marks=[pytest.mark.xfail(strict=True, reason=PENDING[c["name"]])]
+                       if c["name"] in PENDING else []) for c in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +189,7 @@ def split_responses(data: bytes) -> list[tuple[int, bytes]]:
 
 @pytest.mark.skipif(not CASES, reason="no corpus")
 @pytest.mark.parametrize("mode", ["whole", "bytes", "random"])
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", PARAMS)
 def test_corpus_case(srv, case, mode):
     rng = random.Random(case["name"])
     data = send(srv, case["raw"], mode, rng)

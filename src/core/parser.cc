@@ -32,10 +32,16 @@
 //     are ignored, RFC 9110 5.6.1); Transfer-Encoding strictly (any empty
 //     element is -400) because it decides message framing.
 //   * The Host value must match uri-host [ ":" port ] (RFC 9112 3.2 requires
-//     400 for an invalid Host); an empty Host is valid (RFC 9112 3.2).
+//     400 for an invalid Host); an empty Host is valid (RFC 9112 3.2). With an
+//     absolute-form target Host is still required (1.1) and checked, but the
+//     reported host is the target's authority, which need not match it (RFC
+//     9112 3.2.2 makes the origin server ignore Host).
 //   * CONNECT requires authority-form with a port and "*" is only accepted for
 //     OPTIONS (RFC 9112 3.2.3, 3.2.4); an http(s) URI with an empty host or
 //     with userinfo is rejected (RFC 9110 4.2.1, 4.2.4).
+//   * A CONNECT request has no content (RFC 9110 9.3.6): Transfer-Encoding or
+//     a Content-Length other than 0 is -400, and keep_alive is false, since a
+//     2xx answer would make the connection a tunnel (RFC 9112 6.3 (2)).
 //
 // On 0 or an error, *out holds whatever was filled in so far and must not be
 // used.
@@ -205,34 +211,105 @@ inline size_t scan_value(const unsigned char* s, size_t p, size_t end) {
 // ---------------------------------------------------------------------------
 // Request-target and Host validation.
 
+inline bool is_digit(char ch) {
+  return static_cast<unsigned>(static_cast<unsigned char>(ch)) - '0' <= 9u;
+}
+inline bool is_hex(char ch) {
+  return is(static_cast<unsigned char>(ch), kHexDig);
+}
+
+// IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet, where a
+// dec-octet is 0-255 without leading zeros (RFC 3986 3.2.2).
+bool valid_ipv4(std::string_view s) {
+  size_t i = 0;
+  for (int octet = 0;; ++octet) {
+    const size_t start = i;
+    unsigned v = 0;
+    while (i < s.size() && i - start < 3 && is_digit(s[i])) v = v * 10 + static_cast<unsigned>(s[i++] - '0');
+    if (i == start || v > 255 || (i - start > 1 && s[start] == '0')) return false;
+    if (octet == 3) return i == s.size();
+    if (i == s.size() || s[i] != '.') return false;
+    ++i;
+  }
+}
+
+// IPv6address (RFC 3986 3.2.2): eight h16 pieces (1-4 HEXDIG) separated by
+// ":", the last two of which may be an IPv4address, with at most one "::"
+// standing for one or more zero pieces. No zone identifier (RFC 6874 is not
+// part of the http URI syntax, RFC 9110 4.2).
+bool valid_ipv6(std::string_view s) {
+  int pieces = 0;
+  bool compressed = false;
+  size_t i = 0;
+  if (s.size() >= 2 && s[0] == ':' && s[1] == ':') {
+    compressed = true;
+    i = 2;
+  }
+  while (i < s.size()) {
+    const size_t start = i;
+    while (i < s.size() && i - start < 4 && is_hex(s[i])) ++i;
+    if (i < s.size() && s[i] == '.') {  // ls32 as an IPv4address: the rest of the address
+      if (!valid_ipv4(suffix_from(s, start))) return false;
+      pieces += 2;
+      break;
+    }
+    if (i == start) return false;  // an empty piece: ":::", a leading or doubled ":"
+    ++pieces;
+    if (i == s.size()) break;
+    if (s[i] != ':') return false;      // a fifth hex digit or another byte
+    if (++i == s.size()) return false;  // a trailing single ":"
+    if (s[i] == ':') {
+      if (compressed) return false;  // a second "::"
+      compressed = true;
+      ++i;
+    }
+  }
+  return compressed ? pieces <= 7 : pieces == 8;
+}
+
+// IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) (RFC 3986 3.2.2).
+bool valid_ipvfuture(std::string_view s) {
+  if (s.size() < 4 || (s[0] | 0x20) != 'v') return false;
+  size_t i = 1;
+  while (i < s.size() && is_hex(s[i])) ++i;
+  if (i == 1 || i + 1 >= s.size() || s[i] != '.') return false;
+  for (++i; i < s.size(); ++i)
+    if (s[i] == '%' || (!is(static_cast<unsigned char>(s[i]), kRegName) && s[i] != ':')) return false;
+  return true;
+}
+
 // Validates `uri-host [ ":" port ]` (RFC 9112 3.2 / RFC 3986 3.2.2-3.2.3), the
 // syntax of both the Host field value and the authority of an absolute-form or
-// authority-form target. Loose where it is harmless (a reg-name's
-// pct-encodings and the inside of an IP-literal are only checked for
-// allowed bytes) but it rejects everything that could confuse a consumer of
-// the value: whitespace, "/", "?", "#", "@" (userinfo), quotes, controls.
+// authority-form target; RFC 9112 3.2 makes an invalid Host a 400. It thereby
+// rejects everything that could confuse a consumer of the value: whitespace,
+// "/", "?", "#", "@" (userinfo), quotes, controls, bad pct-encodings.
 // *has_port is set when a non-empty port is present.
 bool valid_authority(std::string_view a, bool* has_port) {
   *has_port = false;
   size_t i = 0;
   if (!a.empty() && a[0] == '[') {
-    // IP-literal: "[" ( IPv6address / IPvFuture ) "]".
+    // IP-literal = "[" ( IPv6address / IPvFuture ) "]".
     const size_t close = a.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (i = 1; i < close; ++i) {
-      const auto c = static_cast<unsigned char>(a[i]);
-      if (!is(c, kRegName) && c != ':') return false;
-    }
+    if (close == std::string_view::npos) return false;
+    const std::string_view literal(a.data() + 1, close - 1);
+    if (!valid_ipv6(literal) && !valid_ipvfuture(literal)) return false;
     i = close + 1;
   } else {
-    // reg-name / IPv4address; may be empty (RFC 3986 3.2.2).
-    while (i < a.size() && is(static_cast<unsigned char>(a[i]), kRegName)) ++i;
+    // reg-name = *( unreserved / pct-encoded / sub-delims ), which also
+    // covers IPv4address; may be empty (RFC 3986 3.2.2).
+    while (i < a.size() && is(static_cast<unsigned char>(a[i]), kRegName)) {
+      if (a[i] == '%') {  // pct-encoded = "%" HEXDIG HEXDIG
+        if (a.size() - i < 3 || !is_hex(a[i + 1]) || !is_hex(a[i + 2])) return false;
+        i += 2;
+      }
+      ++i;
+    }
   }
   if (i == a.size()) return true;
   if (a[i] != ':') return false;
   // port = *DIGIT
   for (++i; i < a.size(); ++i) {
-    if (static_cast<unsigned>(static_cast<unsigned char>(a[i])) - '0' > 9u) return false;
+    if (!is_digit(a[i])) return false;
     *has_port = true;
   }
   return true;
@@ -263,7 +340,9 @@ bool classify_target(RequestHead* out) {
     // authority-form = uri-host ":" port, and only for CONNECT (3.2.3).
     bool has_port;
     if (!valid_authority(t, &has_port) || !has_port || t[0] == ':') return false;
+    out->target_form = TargetForm::kAuthority;
     out->path = t;
+    out->host = t;  // the target is the authority (RFC 9112 3.3)
     return true;
   }
   if (t[0] == '/') {  // origin-form (3.2.1)
@@ -271,6 +350,7 @@ bool classify_target(RequestHead* out) {
     return true;
   }
   if (t == "*") {  // asterisk-form (3.2.4), only for a server-wide OPTIONS
+    out->target_form = TargetForm::kAsterisk;
     out->path = t;
     return m == "OPTIONS";
   }
@@ -290,6 +370,9 @@ bool classify_target(RequestHead* out) {
   // An empty host is invalid for http(s) URIs (RFC 9110 4.2.1, 4.2.2) and
   // userinfo ("@") is treated as an error (RFC 9110 4.2.4).
   if (authority.empty() || authority[0] == ':' || !valid_authority(authority, &has_port)) return false;
+  out->target_form = TargetForm::kAbsolute;
+  // RFC 9112 3.2.2: the target's authority, not the Host field, names the host.
+  out->host = authority;
   rest.remove_prefix(auth_end);
   split_path_query(rest, out);
   if (out->path.empty()) out->path = "/";  // path-abempty is empty: the path is "/" (RFC 9112 3.2.1)
@@ -337,7 +420,9 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
         // RFC 9112 3.2: 400 for more than one Host line or an invalid value.
         bool has_port;
         if (++st->host_count > 1 || !valid_authority(value, &has_port)) return -400;
-        out->host = value;
+        // With an absolute-form or authority-form target, host already holds
+        // the target's authority and Host is ignored (RFC 9112 3.2.2, 3.3).
+        if (out->target_form == TargetForm::kOrigin || out->target_form == TargetForm::kAsterisk) out->host = value;
       }
       break;
     case 12:
@@ -370,6 +455,9 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
         // RFC 9112 6.1: Content-Length with Transfer-Encoding is a smuggling
         // vector; we reject instead of letting Transfer-Encoding win.
         if (st->te_seen) return -400;
+        // RFC 9110 9.3.6: a CONNECT request has no content; what follows its
+        // head belongs to the tunnel. A length other than 0 claims otherwise.
+        if (n != 0 && out->target_form == TargetForm::kAuthority) return -400;
         if (out->has_content_length) {
           // RFC 9112 6.3 (5) / RFC 9110 8.6: differing values are an
           // unrecoverable error; identical ones may be merged. We merge only
@@ -384,8 +472,10 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
       break;
     case 17:
       if (iequals(name, "transfer-encoding")) {
-        // RFC 9112 6.1: Transfer-Encoding on 1.0 means faulty framing.
-        if (out->version_minor == 0 || out->has_content_length) return -400;
+        // RFC 9112 6.1: Transfer-Encoding on 1.0 means faulty framing. A
+        // CONNECT request has no content to encode (RFC 9110 9.3.6).
+        if (out->version_minor == 0 || out->has_content_length || out->target_form == TargetForm::kAuthority)
+          return -400;
         st->te_seen = true;
         // Multiple Transfer-Encoding lines form one list (RFC 9110 5.3), so
         // the state carries over between lines.
@@ -393,10 +483,21 @@ int on_field(std::string_view name, std::string_view value, RequestHead* out, Fi
           // An empty element, or any coding after "chunked" (chunked repeated
           // or not last, RFC 9112 6.3 (4)), makes the length undeterminable.
           if (coding.empty() || st->te_chunked) return false;
-          if (iequals(coding, "chunked"))
+          // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+          // (RFC 9112 7). The name must be a token; the parameters of a
+          // coding we do not implement are not looked at.
+          const std::string_view coding_name = trim_ows(prefix(coding, coding.find(';')));
+          if (coding_name.empty()) return false;
+          for (const char ch : coding_name)
+            if (!is(static_cast<unsigned char>(ch), kTchar)) return false;
+          if (iequals(coding_name, "chunked")) {
+            // chunked has no parameters (RFC 9112 7.1): "chunked;x=y" is
+            // malformed rather than some other, unsupported coding.
+            if (coding_name.size() != coding.size()) return false;
             st->te_chunked = true;
-          else
+          } else {
             st->te_other = true;
+          }
           return true;
         });
         if (!ok) return -400;
@@ -416,6 +517,7 @@ constexpr int kMaxLeadingEmptyLines = 8;
 
 int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLimits& limits) {
   out->method = out->target = out->path = out->query = out->host = {};
+  out->target_form = TargetForm::kOrigin;
   out->version_minor = 1;
   out->num_headers = 0;
   out->has_content_length = false;
@@ -537,14 +639,21 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
   // RFC 9112 3.2: a 1.1 request without Host is a 400.
   if (out->version_minor >= 1 && st.host_count == 0) return -400;
   if (st.te_seen) {
-    // RFC 9112 6.1: a coding we do not implement is a 501. Only "chunked" on
-    // its own is supported (chunked-last-but-not-alone is e.g. "gzip, chunked").
-    if (!st.te_chunked || st.te_other) return -501;
+    // RFC 9112 6.3 (4): in a request whose final transfer coding is not
+    // chunked the body length cannot be determined: 400, whatever the codings
+    // are ("gzip", "identity", "foo"). te_chunked is set only while chunked
+    // is the last coding seen (a coding after it fails in on_field).
+    if (!st.te_chunked) return -400;
+    // RFC 9112 6.1: chunked is last but another coding we do not implement
+    // precedes it ("gzip, chunked"): 501. Only "chunked" alone is supported.
+    if (st.te_other) return -501;
     out->chunked = true;
   }
   // RFC 9112 9.3: persistence defaults to on for 1.1 and off for 1.0;
-  // "close" always wins.
-  if (st.conn_close) {
+  // "close" always wins. After a 2xx to CONNECT the connection is a tunnel
+  // (RFC 9112 6.3 (2), RFC 9110 9.3.6), which this server does not provide:
+  // whatever the answer, nothing after a CONNECT is read as HTTP.
+  if (st.conn_close || out->target_form == TargetForm::kAuthority) {
     out->keep_alive = false;
   } else {
     out->keep_alive = out->version_minor >= 1 || st.conn_keep_alive;
@@ -565,13 +674,16 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
 //   chunk-ext-val  = token / quoted-string
 //   trailer-section = *( field-line CRLF )
 //
-// `digits_` counts the hex digits while in kSize. Once the size is complete it
+// `digits_` is nonzero once kSize has seen a hex digit. Once the size is complete it
 // is no longer needed, so kExt and kTrailer reuse it for their sub-state (the
 // layout of the class is fixed by the header).
 
 namespace {
 
-constexpr int kMaxChunkSizeDigits = 16;  // 16 hex digits fill a uint64_t exactly
+// A chunk-size may carry any number of leading zeros (1*HEXDIG); what must not
+// happen is an overflow of its value (RFC 9112 7.1), i.e. a 17th significant
+// hex digit. remaining_ > kMaxBeforeShift means the next digit would overflow.
+constexpr uint64_t kMaxBeforeShift = UINT64_MAX >> 4;
 
 // Sub-states of State::kExt, stored in digits_.
 enum ExtState : int {
@@ -678,8 +790,9 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* dst, const char* src, size_t
         break;
       case State::kSize:
         if (is(c, kHexDig)) {
-          if (++digits_ > kMaxChunkSizeDigits || !line_byte()) return fail();
+          if (remaining_ > kMaxBeforeShift || !line_byte()) return fail();
           remaining_ = (remaining_ << 4) | static_cast<uint64_t>(hex_value(c));
+          digits_ = 1;  // at least one digit seen
         } else if (digits_ == 0) {
           return fail();  // empty size, or a sign/space/junk before it
         } else if (c == '\r') {

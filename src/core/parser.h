@@ -28,12 +28,22 @@ struct ParserLimits {
 
 inline constexpr size_t kMaxHeaders = 128;
 
+// The four forms of request-target (RFC 9112 3.2).
+enum class TargetForm : uint8_t {
+  kOrigin,     // "/path?query" (3.2.1)
+  kAbsolute,   // "http://authority/path?query", http and https only (3.2.2)
+  kAuthority,  // "host:port", CONNECT only (3.2.3)
+  kAsterisk,   // "*", OPTIONS only (3.2.4)
+};
+
 struct RequestHead {
   std::string_view method;  // a token (RFC 9110 5.6.2)
   std::string_view target;  // request-target as received
-  std::string_view path;    // origin-form path (absolute-form: the path part; "*" for asterisk-form)
+  std::string_view path;    // origin-form path (absolute-form: the path part; authority-form: the whole target;
+                            // "*" for asterisk-form)
   std::string_view query;   // after the first '?', without it, up to '#'/end; empty if none
-  int version_minor = 1;    // 0 or 1 (HTTP/1.2..1.9 are reported as 1)
+  TargetForm target_form = TargetForm::kOrigin;
+  int version_minor = 1;  // 0 or 1 (HTTP/1.2..1.9 are reported as 1)
   Header headers[kMaxHeaders];
   size_t num_headers = 0;
 
@@ -41,9 +51,14 @@ struct RequestHead {
   bool has_content_length = false;
   uint64_t content_length = 0;
   bool chunked = false;          // Transfer-Encoding ends with chunked
-  bool keep_alive = true;        // after Connection tokens and version defaults
+  bool keep_alive = true;        // after Connection tokens and version defaults; false for CONNECT
   bool expect_continue = false;  // Expect: 100-continue
-  std::string_view host;         // value of the single Host header, if any
+  // The request's authority (RFC 9112 3.3): for absolute-form and
+  // authority-form the target's authority (userinfo is refused), whatever the
+  // Host field says (3.2.2: an origin server MUST ignore Host then; it is
+  // still required on 1.1 and must still be valid); otherwise the value of
+  // the single Host field, empty if there is none.
+  std::string_view host;
 };
 
 // Parses a request head from buf[0, len).
@@ -56,8 +71,11 @@ struct RequestHead {
 // empty field names, control bytes in names or values, non-token methods,
 // versions other than HTTP/1.x, a missing Host on 1.1, more than one Host,
 // malformed or conflicting Content-Length, Content-Length with
-// Transfer-Encoding, Transfer-Encoding on 1.0, chunked repeated or not last
-// are all -400; any other transfer coding is -501.
+// Transfer-Encoding, Transfer-Encoding on 1.0 or on CONNECT, a Content-Length
+// other than 0 on CONNECT (RFC 9110 9.3.6), a Transfer-Encoding whose
+// final coding is not chunked (RFC 9112 6.3), chunked repeated or with
+// parameters are all -400; another coding before a final chunked ("gzip,
+// chunked") is -501.
 int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLimits& limits = {});
 
 // Decodes a chunked body (RFC 9112 7.1) in place, incrementally.
@@ -87,7 +105,7 @@ class ChunkedDecoder {
   uint64_t remaining_ = 0;  // bytes left in the current chunk
   uint64_t total_ = 0;      // decoded bytes so far
   size_t line_len_ = 0;     // bytes in the current size/ext/trailer line
-  int digits_ = 0;          // hex digits in the current chunk-size
+  int digits_ = 0;          // kSize: nonzero once a hex digit was seen; kExt/kTrailer: sub-state
   size_t trailers_ = 0;     // trailer field lines so far
   bool trailer_empty_ = true;
 };

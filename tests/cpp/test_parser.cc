@@ -31,6 +31,7 @@
 using fulmen::ChunkedDecoder;
 using fulmen::ParserLimits;
 using fulmen::RequestHead;
+using fulmen::TargetForm;
 using namespace std::string_literals;
 
 namespace {
@@ -111,6 +112,7 @@ struct Want {
   std::optional<std::string_view> target = std::nullopt;
   std::optional<std::string_view> path = std::nullopt;
   std::optional<std::string_view> query = std::nullopt;
+  std::optional<fulmen::TargetForm> form = std::nullopt;
   std::optional<int> minor = std::nullopt;
   std::optional<std::string_view> host = std::nullopt;
   std::optional<bool> has_cl = std::nullopt;
@@ -151,6 +153,7 @@ void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim 
   if (w.target) CHECK_EQ(h.target, *w.target) << ctx;
   if (w.path) CHECK_EQ(h.path, *w.path) << ctx;
   if (w.query) CHECK_EQ(h.query, *w.query) << ctx;
+  if (w.form) CHECK(h.target_form == *w.form) << "target form " << static_cast<int>(h.target_form) << ctx;
   if (w.minor) CHECK_EQ(h.version_minor, *w.minor) << ctx;
   if (w.host) CHECK_EQ(h.host, *w.host) << ctx;
   if (w.has_cl) CHECK_EQ(h.has_content_length, *w.has_cl) << ctx;
@@ -286,19 +289,33 @@ TEST(origin_form_path_and_query) {
   };
   for (const auto& c : cases) {
     expect_ok("GET "s + c.target + " HTTP/1.1\r\nHost: a\r\n\r\n",
-              {.target = c.target, .path = c.path, .query = c.query});
+              {.target = c.target, .path = c.path, .query = c.query, .form = TargetForm::kOrigin, .host = "a"});
   }
 }
 
 TEST(absolute_form) {
   expect_ok("GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            {.target = "http://example.com/p?q=1", .path = "/p", .query = "q=1", .host = "example.com"});
-  expect_ok("GET HTTPS://Example.COM:8443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = ""});
-  expect_ok("GET hTtP://example.com?x HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = "x"});
-  expect_ok("GET http://[::1]:8080/a#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/a", .query = ""});
-  expect_ok("GET http://h#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = ""});
-  expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y"});
-  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/"});
+            {.target = "http://example.com/p?q=1",
+             .path = "/p",
+             .query = "q=1",
+             .form = TargetForm::kAbsolute,
+             .host = "example.com"});
+  // The host is the target's authority, whatever Host says (RFC 9112 3.2.2).
+  expect_ok("GET HTTPS://Example.COM:8443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/", .query = "", .form = TargetForm::kAbsolute, .host = "Example.COM:8443"});
+  expect_ok("GET hTtP://example.com?x HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/", .query = "x", .host = "example.com"});
+  expect_ok("GET http://[::1]:8080/a#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.path = "/a", .query = "", .host = "[::1]:8080"});
+  expect_ok("GET http://h#f HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = "", .host = "h"});
+  expect_ok("GET http://h:/ HTTP/1.1\r\nHost:\r\n\r\n", {.path = "/", .host = "h:"});
+  expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y", .host = "127.0.0.1:80"});
+  expect_ok("GET http://a.example/ HTTP/1.0\r\nHost: b.example\r\n\r\n", {.host = "a.example"});
+  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .host = "example.com"});
+  // Host is ignored but still required on 1.1, once, and valid (RFC 9112 3.2).
+  expect_err("GET http://example.com/ HTTP/1.1\r\n\r\n", -400);
+  expect_err("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nHost: example.com\r\n\r\n", -400);
+  expect_err("GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n", -400);
   for (const char* t : {"ftp://a/", "http:/a", "http:", "http://", "https://", "http:///p", "http://?q",
                         "http://u@h/", "http://u:p@h/", "http://:80/", "http://h:x/", "http://h h/", "http://[::1/",
                         "http://[]/", "http://h\"/", "htt://h/", "example.com:80", "example.com", "a/b"}) {
@@ -307,8 +324,9 @@ TEST(absolute_form) {
 }
 
 TEST(asterisk_form_only_for_options) {
-  expect_ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", {.target = "*", .path = "*", .query = ""});
-  expect_ok("OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/"});
+  expect_ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            {.target = "*", .path = "*", .query = "", .form = TargetForm::kAsterisk, .host = "a"});
+  expect_ok("OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .form = TargetForm::kOrigin});
   expect_err("GET * HTTP/1.1\r\nHost: a\r\n\r\n", -400);
   expect_err("options * HTTP/1.1\r\nHost: a\r\n\r\n", -400);  // methods are case-sensitive
   expect_err("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", -400);
@@ -316,15 +334,40 @@ TEST(asterisk_form_only_for_options) {
 }
 
 TEST(authority_form_only_for_connect) {
-  expect_ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-            {.method = "CONNECT", .target = "example.com:443", .path = "example.com:443", .query = ""});
-  expect_ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "[::1]:443"});
-  expect_ok("CONNECT 10.0.0.1:8080 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "10.0.0.1:8080"});
+  expect_ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", {.method = "CONNECT",
+                                                                                  .target = "example.com:443",
+                                                                                  .path = "example.com:443",
+                                                                                  .query = "",
+                                                                                  .form = TargetForm::kAuthority,
+                                                                                  .host = "example.com:443"});
+  // The target is the authority (RFC 9112 3.3).
+  expect_ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "[::1]:443", .host = "[::1]:443"});
+  expect_ok("CONNECT 10.0.0.1:8080 HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "10.0.0.1:8080", .host = "10.0.0.1:8080"});
+  expect_err("CONNECT a:1 HTTP/1.1\r\n\r\n", -400);  // Host is still required
   for (const char* t : {"/", "/x", "*", "example.com", "example.com:", ":443", "a:b", "http://a:1/", "u@a:1", "a:1/",
                         "[::1]", "[::1]443"}) {
     expect_err("CONNECT "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
   }
   expect_err("GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+}
+
+// RFC 9110 9.3.6: a CONNECT request has no content, and after a 2xx the
+// connection is a tunnel (RFC 9112 6.3 (2)), which is not served: never kept.
+TEST(connect_has_no_content_and_is_not_kept_alive) {
+  const std::string connect = "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n";
+  expect_ok(connect + "\r\n", {.has_cl = false, .chunked = false, .keep_alive = false});
+  expect_ok(connect + "Connection: keep-alive\r\n\r\n", {.keep_alive = false});
+  expect_ok(connect + "Content-Length: 0\r\n\r\n", {.has_cl = true, .cl = 0, .keep_alive = false});
+  expect_ok("CONNECT a.example:443 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {.keep_alive = false});
+  expect_err(connect + "Content-Length: 5\r\n\r\nhello", -400);
+  expect_err(connect + "Content-Length: 0\r\nContent-Length: 00\r\n\r\n", -400);
+  expect_err(connect + "Content-Length: 000001\r\n\r\n", -400);
+  expect_err(connect + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", -400);
+  expect_err(connect + "Transfer-Encoding: gzip, chunked\r\n\r\n", -400);
+  RequestHead h;
+  CHECK_EQ(parse(connect + "Content-Length: 5\r\n", &h), -400);  // known before the end of the head
+  // Other methods keep their bodies and persistence.
+  expect_ok("POST http://a.example/ HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", {.cl = 5, .keep_alive = true});
 }
 
 TEST(target_bytes) {
@@ -503,6 +546,81 @@ TEST(host_field) {
   expect_ok("GET / HTTP/1.1\r\nHost: a:80 \t\r\n\r\n", {.host = "a:80"});  // OWS is not part of the value
 }
 
+// RFC 9112 3.2: an invalid Host value is a 400, so uri-host is checked in
+// full (RFC 3986 3.2.2): pct-encodings, IPv6address and IPvFuture.
+TEST(host_syntax) {
+  for (const char* v : {"%41",
+                        "a%2Fb",
+                        "%aF%Af",
+                        "0.0.0.0",
+                        "255.255.255.255",
+                        "999.1.1.1",
+                        "01.2.3.4",
+                        "[::]",
+                        "[::1]",
+                        "[1::]",
+                        "[1:2:3:4:5:6:7:8]",
+                        "[1:2:3:4:5:6:7::]",
+                        "[::2:3:4:5:6:7:8]",
+                        "[1::2:3:4:5:6:7]",
+                        "[ABCD:ef01::1]:8080",
+                        "[::ffff:192.0.2.1]",
+                        "[::192.0.2.1]",
+                        "[1:2:3:4:5:6:1.2.3.4]",
+                        "[v1.x]",
+                        "[V1F.a:b!$]",
+                        "[v7.1]:80"}) {
+    expect_ok("GET / HTTP/1.1\r\nHost: "s + v + "\r\n\r\n", {.host = v});
+  }
+  for (const char* v : {"%",
+                        "%4",
+                        "%zz",
+                        "a%4g",
+                        "a%",
+                        "[",
+                        "[]",
+                        "[:]",
+                        "[:1]",
+                        "[1:]",
+                        "[1::2::3]",
+                        "[:::]",
+                        "[1:::2]",
+                        "[12345::]",
+                        "[g::]",
+                        "[1:2:3:4:5:6:7]",
+                        "[1:2:3:4:5:6:7:8:9]",
+                        "[1:2:3:4:5:6:7:8::]",
+                        "[::1:2:3:4:5:6:7:8]",
+                        "[1.2.3.4]",
+                        "[::1.2.3]",
+                        "[::1.2.3.4.5]",
+                        "[::1.2.3.256]",
+                        "[::01.2.3.4]",
+                        "[::1.2.3.4:1]",
+                        "[1.2.3.4::]",
+                        "[::1%25eth0]",
+                        "[::1%eth0]",
+                        "[v.x]",
+                        "[v1.]",
+                        "[v1x]",
+                        "[vx.1]",
+                        "[v1.%41]",
+                        "[v1./]",
+                        "[::1]]",
+                        "[::1]:8x"}) {
+    expect_err("GET / HTTP/1.1\r\nHost: "s + v + "\r\n\r\n", -400);
+  }
+  // The same syntax applies to the authority of absolute-form and
+  // authority-form targets.
+  expect_ok("GET http://[::ffff:10.0.0.1]:81/ HTTP/1.1\r\nHost: a\r\n\r\n", {.host = "[::ffff:10.0.0.1]:81"});
+  expect_ok("CONNECT [2001:db8::7]:443 HTTP/1.1\r\nHost: a\r\n\r\n", {.host = "[2001:db8::7]:443"});
+  for (const char* t : {"http://%zz/", "http://[::1%25lo]/", "http://[1:2]/", "https://[v1.x/"}) {
+    expect_err("GET "s + t + " HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+  }
+  expect_err("CONNECT [fe80::1%25eth0]:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+  expect_err("CONNECT [1:2:3]:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+}
+
 TEST(host_required_once) {
   expect_err("GET / HTTP/1.1\r\n\r\n", -400);
   expect_err("GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", -400);
@@ -564,9 +682,31 @@ TEST(transfer_encoding_errors) {
            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
            "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n",
            "Content-Length: 0\r\nTransfer-Encoding: identity\r\n",
+           // chunked takes no parameters, and a coding name is a token.
+           "Transfer-Encoding: chunked;q=1\r\n",
+           "Transfer-Encoding: chunked ; q=1\r\n",
+           "Transfer-Encoding: gzip, chunked;x\r\n",
+           "Transfer-Encoding: chunked gzip, chunked\r\n",
+           "Transfer-Encoding: g(zip, chunked\r\n",
+           "Transfer-Encoding: ;q=1, chunked\r\n",
        }) {
     expect_err(with_headers(fields), -400);
   }
+  // RFC 9112 6.3 (4): a request whose final coding is not chunked has no
+  // determinable length: 400, known coding or not.
+  for (const char* fields : {
+           "Transfer-Encoding: gzip\r\n",
+           "Transfer-Encoding: identity\r\n",
+           "Transfer-Encoding: foo\r\n",
+           "Transfer-Encoding: GZIP ,\tdeflate\r\n",
+           "Transfer-Encoding: gzip;level=9\r\n",
+           "Transfer-Encoding: chunkedx\r\n",
+           "Transfer-Encoding: xchunked\r\n",
+           "Transfer-Encoding: chunked gzip\r\n",
+       }) {
+    expect_err(with_headers(fields), -400);
+  }
+  expect_err("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nHost: a\r\nX: y\r\n\r\n", -400);
   // Transfer-Encoding on HTTP/1.0 (RFC 9112 6.1).
   expect_err("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400);
   expect_err("POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", -400);
@@ -574,18 +714,19 @@ TEST(transfer_encoding_errors) {
   expect_err("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", -400);  // no Host
 }
 
+// Only "chunked" alone is implemented: another coding before a final chunked
+// is 501 (RFC 9112 6.1).
 TEST(transfer_encoding_unsupported) {
   for (const char* fields : {
-           "Transfer-Encoding: gzip\r\n",
-           "Transfer-Encoding: identity\r\n",
-           "Transfer-Encoding: foo\r\n",
            "Transfer-Encoding: gzip, chunked\r\n",
+           "Transfer-Encoding: identity, chunked\r\n",
+           "Transfer-Encoding: foo,chunked\r\n",
            "Transfer-Encoding: GZIP ,\tChunked\r\n",
            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
            "Transfer-Encoding: deflate, gzip, chunked\r\n",
-           "Transfer-Encoding: chunked;q=1\r\n",
-           "Transfer-Encoding: chunkedx\r\n",
-           "Transfer-Encoding: chunked gzip\r\n",
+           "Transfer-Encoding: gzip;level=9, chunked\r\n",
+           "Transfer-Encoding: gzip ; level=\"9\", chunked\r\n",
+           "Transfer-Encoding: chunkedx, chunked\r\n",
        }) {
     expect_err(with_headers(fields), -501);
   }
@@ -735,7 +876,8 @@ TEST(random_mutations) {
       "POST /submit?x=1 HTTP/1.1\r\nHost: a:80\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
       "PUT http://h/p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
       "\r\nOPTIONS * HTTP/1.0\r\nConnection: keep-alive\r\nX: caf\xc3\xa9\t\r\n\r\n",
-      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 0\r\n\r\n",
+      "PATCH /a HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
       "GET /a/b/c/d/e/f/g?h=i#j HTTP/1.1\r\nHost: [::1]:8080\r\nUser-Agent: fuzz/1.0\r\nAccept: */*\r\n\r\n"
       "GET / HTTP/1.1\r\nHost: b\r\n\r\n",
   };
@@ -782,7 +924,9 @@ TEST(random_mutations) {
                 inside(h.host, base, n) && (inside(h.path, base, n) || h.path == "/") && !h.method.empty() &&
                 h.num_headers <= std::min(lim.max_headers, fulmen::kMaxHeaders) &&
                 (h.version_minor == 0 || h.version_minor == 1) && !(h.chunked && h.has_content_length) &&
-                !(h.chunked && h.version_minor == 0) && n <= lim.max_head;
+                !(h.chunked && h.version_minor == 0) && n <= lim.max_head &&
+                (h.target_form != TargetForm::kAuthority || (!h.chunked && h.content_length == 0 && !h.keep_alive)) &&
+                (h.target_form != TargetForm::kAsterisk || h.method == "OPTIONS");
       for (size_t i = 0; i < h.num_headers; ++i) {
         const auto& f = h.headers[i];
         ok = ok && !f.name.empty() && inside(f.name, base, n) && inside(f.value, base, n) &&
@@ -913,6 +1057,9 @@ TEST(chunked_valid) {
   expect_body("a\r\n0123456789\r\nA\r\nabcdefghij\r\n0\r\n\r\n", "0123456789abcdefghij");
   expect_body("0005\r\nhello\r\n000\r\n\r\n", "hello");
   expect_body("0000000000000005\r\nhello\r\n0000000000000000\r\n\r\n", "hello");
+  // Leading zeros are not significant digits (chunk-size = 1*HEXDIG; only
+  // an overflowing value is refused, RFC 9112 7.1).
+  expect_body("00000000000000005\r\nhello\r\n" + std::string(40, '0') + "\r\n\r\n", "hello");
   expect_body("3\r\n\r\n\r\r\n1\r\n\n\r\n0\r\n\r\n", "\r\n\r\n");  // CR/LF inside data are data
   expect_body("1\r\n\0\r\n0\r\n\r\n"s, "\0"s);
   const std::string big(300, 'z');
@@ -970,7 +1117,8 @@ TEST(chunked_size_errors) {
                          "g\r\n",
                          "5g\r\n",
                          "10000000000000000\r\n",
-                         "00000000000000005\r\nhello\r\n0\r\n\r\n",
+                         "0010000000000000000\r\n",
+                         "ffffffffffffffff0\r\n",
                          "5 x\r\nhello\r\n0\r\n\r\n",
                          "5\nhello\r\n0\r\n\r\n",
                          "5\rhello\r\n0\r\n\r\n",
@@ -1035,6 +1183,7 @@ TEST(chunked_incomplete) {
   expect_incomplete_body("0\r\n\r", "");
   expect_incomplete_body("0\r\nX: v\r\n", "");
   expect_incomplete_body("ffffffffffffffff\r\nabc", "abc");
+  expect_incomplete_body("0000FFFFFFFFFFFFFFFF\r\nabc", "abc");
   expect_incomplete_body("5;a=\"x", "");
 }
 
@@ -1043,6 +1192,9 @@ TEST(chunked_line_limits) {
   const auto size_line = [](size_t n) { return "5;a=" + std::string(n - 4, 'v'); };
   expect_body(size_line(32) + "\r\nhello\r\n0\r\n\r\n", "hello", {}, 32);
   expect_bad_body(size_line(33) + "\r\nhello\r\n0\r\n\r\n", 32);
+  // Leading zeros of a chunk-size count towards the line too.
+  expect_body(std::string(31, '0') + "5\r\nhello\r\n0\r\n\r\n", "hello", {}, 32);
+  expect_bad_body(std::string(32, '0') + "5\r\nhello\r\n0\r\n\r\n", 32);
   // Too long is certain before the CRLF arrives.
   ChunkedDecoder d;
   d.max_line = 32;
