@@ -48,11 +48,7 @@ DEVIATIONS: dict[str, tuple[int, str]] = {
 }
 # Own cases whose expectation needs a change outside the parser -> what it needs. They run as
 # strict xfails: once the change lands they pass, fail as XPASS, and the entry is removed.
-PENDING: dict[str, str] = {
-    "valid/absolute_form_host_ignored": (
-        "RFC 9112 3.2.2: src/wsgi/environ.cc must take HTTP_HOST from RequestHead::host (the target's "
-        "authority for absolute-form), not from the Host field"),
-}
+PENDING: dict[str, str] = {}
 # Fields of the app's view that legitimately differ from gunicorn's expectation.
 FIELD_DEVIATIONS: dict[str, dict[str, str]] = {
     # CONNECT's authority-form target is passed through whole as PATH_INFO (RFC 9112 3.2.3).
@@ -177,7 +173,9 @@ def split_responses(data: bytes) -> list[tuple[int, bytes]]:
         head, sep, rest = data.partition(b"\r\n\r\n")
         assert sep, data
         status = int(head.split(b" ")[1])
-        length = 0
+        # Without Content-Length the body runs to the close (RFC 9112 6.3 point 8; a 2xx to
+        # CONNECT, RFC 9110 9.3.6); an error answer without one has none (our 4xx all have one).
+        length = len(rest) if status < 300 else 0
         for line in head.split(b"\r\n")[1:]:
             k, _, v = line.partition(b":")
             if k.strip().lower() == b"content-length":

@@ -693,3 +693,31 @@ def test_13_12_sighup_to_process_group_keeps_request(serve):
         except OSError as e:
             got = type(e).__name__
     assert got == (200, b"slept")
+
+
+# ---------------------------------------------------------------- 11. parser and response audit
+
+
+def test_13_11_connect_2xx_has_no_framing_and_closes(serve):
+    # RFC 9110 9.3.6: a 2xx answer to CONNECT carries no Content-Length or Transfer-Encoding. A
+    # WSGI server provides no tunnel: what the app sends goes out close-delimited, the connection
+    # then ends, and nothing the client sends after the head is read as another request.
+    srv = serve("connect_ok:app")
+    with srv.connect(timeout=5) as s:
+        s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+                  b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = recv_until_closed(s, 5)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    lower = head.lower()
+    assert b"content-length" not in lower and b"transfer-encoding" not in lower
+    assert rest == b"CONNECT example.com:443"
+
+
+def test_13_11_absolute_form_target_names_the_host(serve):
+    # RFC 9112 3.2.2: with an absolute-form target, the target's authority is the host, not Host.
+    srv = serve("connect_ok:app")
+    with srv.connect(timeout=5) as s:
+        s.sendall(b"GET http://target.example/ HTTP/1.1\r\nHost: header.example\r\n\r\n")
+        status, _, body, _ = read_response(s)
+    assert (status, body) == (200, b"GET target.example")

@@ -330,6 +330,7 @@ bool Connection::begin_exchange(int head_len) {
   const RequestHead& head_ = worker_.scratch_head();
   ex_.version_minor = head_.version_minor;
   ex_.head_request = head_.method == "HEAD";
+  ex_.connect = head_.target_form == TargetForm::kAuthority;
   // --keepalive-timeout 0 turns keep-alive off: every response says
   // "Connection: close" and the connection ends after it (issue 13 item 6).
   ex_.keep_alive = head_.keep_alive && worker_.config().keepalive_ms > 0;
@@ -565,6 +566,7 @@ void Connection::start_response(std::string_view status, int code, bool app_serv
 
 void Connection::add_header(std::string_view name, std::string_view value) {
   if (name.size() == 14 && iequals(name, "content-length")) {
+    if (ex_.connect && ex_.status >= 200 && ex_.status < 300) return;  // RFC 9110 9.3.6
     int64_t v = 0;
     bool ok = !value.empty() && value.size() <= 18;
     for (char ch : value) {
@@ -585,7 +587,12 @@ void Connection::add_header(std::string_view name, std::string_view value) {
 
 void Connection::end_headers(int64_t known_length) {
   char line[64];
-  if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && ex_.declared_length < 0) {
+  // A 2xx to CONNECT has no framing headers (RFC 9110 9.3.6): a WSGI server
+  // provides no tunnel, so what the app sends goes out close-delimited and
+  // the connection ends (the parser never keeps a CONNECT connection alive).
+  bool tunnel = ex_.connect && ex_.status >= 200 && ex_.status < 300;
+  if (tunnel) ex_.keep_alive = false;
+  if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && !tunnel && ex_.declared_length < 0) {
     if (known_length >= 0) {
       memcpy(line, "Content-Length: ", 16);
       size_t n = 16 + format_decimal(static_cast<uint64_t>(known_length), line + 16);

@@ -126,6 +126,7 @@ class Connection {
   struct Exchange {
     int version_minor = 1;
     bool head_request = false;
+    bool connect = false;  // CONNECT: a 2xx answer has no framing and no body (RFC 9110 9.3.6).
     bool keep_alive = true;
     bool expect_continue = false;
     bool continue_sent = false;

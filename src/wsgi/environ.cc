@@ -267,6 +267,14 @@ PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject
       if (!joined || PyDict_SetItem(d, key, joined.get()) < 0) return nullptr;
     }
   }
+  // With an absolute-form (or CONNECT's authority-form) target, the target
+  // names the host and the Host field is ignored (RFC 9112 3.2.2).
+  if (head.target_form == TargetForm::kAbsolute || head.target_form == TargetForm::kAuthority) {
+    bool owned;
+    PyObject* key = key_for("host", &owned);  // The prebuilt HTTP_HOST key, never owned.
+    PyRef host(latin1(head.host));
+    if (key == nullptr || !host || PyDict_SetItem(d, key, host.get()) < 0) return nullptr;
+  }
   return env.release();
 }
 
