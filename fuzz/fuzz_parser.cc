@@ -40,7 +40,7 @@ int parse(const char* data, size_t size, fulmen::RequestHead* h, const fulmen::P
     const char* b = copy.data();
     require(inside(h->method, b, n) && !h->method.empty());
     require(inside(h->target, b, n) && !h->target.empty());
-    require(inside(h->path, b, n) || h->path == "/");
+    require(inside(h->path, b, n) || h->path == "/" || h->path == "*");
     require(inside(h->query, b, n) && inside(h->host, b, n));
     require(h->num_headers <= std::min(lim.max_headers, fulmen::kMaxHeaders));
     for (size_t i = 0; i < h->num_headers; ++i) {

@@ -375,7 +375,11 @@ bool classify_target(RequestHead* out) {
   out->host = authority;
   rest.remove_prefix(auth_end);
   split_path_query(rest, out);
-  if (out->path.empty()) out->path = "/";  // path-abempty is empty: the path is "/" (RFC 9112 3.2.1)
+  if (out->path.empty()) {
+    // An empty path is "/", except for a server-wide OPTIONS in absolute
+    // form, which means the same as "OPTIONS *" (RFC 9112 3.2.1, 3.2.4).
+    out->path = (m == "OPTIONS" && out->query.empty() && rest.find('?') == std::string_view::npos) ? "*" : "/";
+  }
   return true;
 }
 

@@ -311,7 +311,10 @@ TEST(absolute_form) {
   expect_ok("GET http://h:/ HTTP/1.1\r\nHost:\r\n\r\n", {.path = "/", .host = "h:"});
   expect_ok("GET http://127.0.0.1:80/x/y HTTP/1.0\r\n\r\n", {.path = "/x/y", .host = "127.0.0.1:80"});
   expect_ok("GET http://a.example/ HTTP/1.0\r\nHost: b.example\r\n\r\n", {.host = "a.example"});
-  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .host = "example.com"});
+  // A server-wide OPTIONS in absolute form: an empty path means "*" (RFC 9112 3.2.4).
+  expect_ok("OPTIONS http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "*", .host = "example.com"});
+  expect_ok("OPTIONS http://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .host = "example.com"});
+  expect_ok("OPTIONS http://example.com?q HTTP/1.1\r\nHost: a\r\n\r\n", {.path = "/", .query = "q"});
   // Host is ignored but still required on 1.1, once, and valid (RFC 9112 3.2).
   expect_err("GET http://example.com/ HTTP/1.1\r\n\r\n", -400);
   expect_err("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nHost: example.com\r\n\r\n", -400);
@@ -921,8 +924,8 @@ TEST(random_mutations) {
     if (r > 0) {
       const size_t n = static_cast<size_t>(r);
       bool ok = inside(h.method, base, n) && inside(h.target, base, n) && inside(h.query, base, n) &&
-                inside(h.host, base, n) && (inside(h.path, base, n) || h.path == "/") && !h.method.empty() &&
-                h.num_headers <= std::min(lim.max_headers, fulmen::kMaxHeaders) &&
+                inside(h.host, base, n) && (inside(h.path, base, n) || h.path == "/" || h.path == "*") &&
+                !h.method.empty() && h.num_headers <= std::min(lim.max_headers, fulmen::kMaxHeaders) &&
                 (h.version_minor == 0 || h.version_minor == 1) && !(h.chunked && h.has_content_length) &&
                 !(h.chunked && h.version_minor == 0) && n <= lim.max_head &&
                 (h.target_form != TargetForm::kAuthority || (!h.chunked && h.content_length == 0 && !h.keep_alive)) &&
