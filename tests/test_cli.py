@@ -534,8 +534,8 @@ def test_serve_arguments(fake_core: FakeCore, tmp_path: Path, capfd: pytest.Capt
     assert options["workers"] == 2 and options["keepalive_timeout"] == 1.5
     assert options["script_mode"] is True and options["multiprocess"] is True
     assert set(options) == {s.name for s in settings.SETTINGS} | {"script_mode", "multiprocess"}
-    # Bound, listening, non-blocking, inheritable.
-    assert [s[1:] for s in fake_core.sockets] == [(False, True, 1), (False, True, 1)]
+    # Bound, listening, non-blocking, and not inherited by the app's subprocesses (close-on-exec).
+    assert [s[1:] for s in fake_core.sockets] == [(False, False, 1), (False, False, 1)]
     # The socket file is removed once the server has stopped.
     assert not (tmp_path / "s.sock").exists()
 

@@ -33,6 +33,8 @@ class Options(TypedDict):
     max_header_size: int  # bytes of the whole head, -> 431
     max_headers: int  # 1..128, -> 431
     max_body_buffer: int  # bytes read before the application is called, >= 0
+    max_body_size: int  # larger request bodies get 413; 0: no limit
+    max_input_memory: int  # bytes of request data a worker may buffer beyond 16 KiB per connection
     server_header: str  # printable ASCII; "" = no Server header
     # Application.
     chdir: str  # already applied by Python; "" = unset
