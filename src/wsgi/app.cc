@@ -62,7 +62,7 @@ void close_sent_file(void* p) {
 // Pumps a generic response iterable as the connection drains.
 class Stream final : public ResponseStream {
  public:
-  Stream(App* app, std::unique_ptr<Call> call, PyRef result, PyRef iter)
+  Stream(App* app, CallPtr call, PyRef result, PyRef iter)
       : app_(app), call_(std::move(call)), result_(std::move(result)), iter_(std::move(iter)) {}
 
   ~Stream() override {
@@ -148,16 +148,23 @@ class Stream final : public ResponseStream {
   }
 
   App* app_;
-  std::unique_ptr<Call> call_;
+  CallPtr call_;
   PyRef result_;
   PyRef iter_;
   PyRef pending_;
 };
 
+constexpr size_t kMaxFreeCalls = 16;
+
 }  // namespace
 
 Call::~Call() {
   if (input) input_detach(input.get());
+  if (writer) writer_detach(writer.get());
+}
+
+void CallRecycler::operator()(Call* call) const {
+  call->app->recycle(call);
 }
 
 void log_exception(const char* context) {
@@ -195,6 +202,8 @@ void log_exception(const char* context) {
 App::App(PyObject* target, const EnvironSettings& env, const AppSettings& settings)
     : target_(Py_NewRef(target)), env_settings_(env), settings_(settings) {}
 
+App::~App() = default;
+
 bool App::init() {
   if (PyList_Check(target_.get())) {
     // Script mode: (prefix, handler) pairs, validated by the Python loader.
@@ -220,17 +229,47 @@ bool App::init() {
   default_status_.reset(PyUnicode_FromString("200 OK"));
   default_headers_.reset(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
   if (!start_response_ || !default_status_ || !default_headers_) return false;
-  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0)
+  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0 ||
+      PyType_Ready(&WriterType) < 0)
     return false;
   return env_.init(env_settings_);
 }
 
-std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
-  Gil::Acquire gil;
-  auto call = std::make_unique<Call>();
+// Calls come from a small pool: the request path, the Input and the write()
+// object keep their memory from one request to the next.
+CallPtr App::new_call(Connection& c) {
+  std::unique_ptr<Call> owned;
+  if (!free_calls_.empty()) {
+    owned = std::move(free_calls_.back());
+    free_calls_.pop_back();
+  } else {
+    owned = std::make_unique<Call>();
+  }
+  CallPtr call(owned.release());
   call->conn = &c;
   call->app = this;
   call->lenient = settings_.script_mode;
+  return call;
+}
+
+void App::recycle(Call* call) {
+  // Whatever the app kept of this request stops working now (RuntimeError).
+  if (call->input) input_detach(call->input.get());
+  if (call->writer_attached) writer_detach(call->writer.get());
+  call->writer_attached = false;
+  call->status.reset();
+  call->headers.reset();
+  call->head_sent = false;
+  call->conn = nullptr;
+  if (free_calls_.size() < kMaxFreeCalls)
+    free_calls_.emplace_back(call);
+  else
+    delete call;
+}
+
+std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
+  Gil::Acquire gil;
+  CallPtr call = new_call(c);
 
   // PATH_INFO is the percent-decoded path, without root_path (SCRIPT_NAME).
   std::string& path = call->path;
@@ -270,7 +309,11 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
     }
   }
 
-  call->input.reset(input_new(&c));
+  // wsgi.input: the previous request's object when nobody else kept it.
+  if (call->input && Py_REFCNT(call->input.get()) == 1)
+    input_attach(call->input.get(), &c);
+  else
+    call->input.reset(input_new(&c));
   if (!call->input) {
     fail(*call, "Error preparing");
     return nullptr;
@@ -294,7 +337,7 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
   return stream;
 }
 
-std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, PyObject* result_raw) {
+std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* result_raw) {
   PyRef result(result_raw);
   Call& call = *call_owner;
   Connection& c = *call.conn;

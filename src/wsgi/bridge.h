@@ -25,43 +25,64 @@ namespace fulmen::wsgi {
 
 // ---------------------------------------------------------------- GIL
 
+// Per thread: the depth and the saved thread state belong to the thread that
+// took them (a Python thread that calls into the bridge must never see, or
+// change, the loop thread's count).
+struct GilState {
+  int depth = 0;
+  PyThreadState* saved = nullptr;
+  bool loop_thread = false;
+};
+
 class Gil {
+  using State = GilState;
+  static inline thread_local State state_;
+
  public:
-  // RAII: holds the GIL for the scope (re-entrant).
+  // RAII: holds the GIL for the scope (re-entrant). The thread's state is
+  // looked up once (a thread_local costs a call in a shared object).
   class Acquire {
    public:
-    Acquire() {
-      if (depth_++ == 0) PyEval_RestoreThread(saved_);
+    Acquire() : s_(&state_) {
+      if (s_->depth++ == 0) PyEval_RestoreThread(s_->saved);
     }
     ~Acquire() {
-      if (--depth_ == 0) saved_ = PyEval_SaveThread();
+      if (--s_->depth == 0) s_->saved = PyEval_SaveThread();
     }
     Acquire(const Acquire&) = delete;
     Acquire& operator=(const Acquire&) = delete;
+
+   private:
+    State* s_;
   };
   // RAII: lets other Python threads run for the scope (blocking I/O, the loop).
   class Release {
    public:
-    Release() : depth_before_(depth_) {
-      depth_ = 0;
-      saved_ = PyEval_SaveThread();
+    Release() : s_(&state_), depth_before_(s_->depth) {
+      s_->depth = 0;
+      s_->saved = PyEval_SaveThread();
     }
     ~Release() {
-      PyEval_RestoreThread(saved_);
-      depth_ = depth_before_;
+      PyEval_RestoreThread(s_->saved);
+      s_->depth = depth_before_;
     }
     Release(const Release&) = delete;
     Release& operator=(const Release&) = delete;
 
    private:
+    State* s_;
     int depth_before_;
   };
-  // Called with the GIL held when a Python caller enters the core.
-  static void entered_from_python() { depth_ = 1; }
-
- private:
-  static inline int depth_ = 0;
-  static inline PyThreadState* saved_ = nullptr;
+  // Called with the GIL held when a Python caller enters the core (serve()).
+  // That thread runs the master and, after fork, the worker's loop.
+  static void entered_from_python() {
+    state_.depth = 1;
+    state_.loop_thread = true;
+  }
+  // True on the thread that runs the worker's loop. The per-request objects
+  // (write(), wsgi.input, start_response) act on the loop's connection
+  // without locks, so any other thread is refused (no --threads yet).
+  static bool on_loop_thread() { return state_.loop_thread; }
 };
 
 // Owning reference, released with the GIL held by the owner's caller.
@@ -96,9 +117,24 @@ void log_exception(const char* context);
 
 // ---------------------------------------------------------------- wsgi.input
 
+// One Input serves one request at a time. A detached Input (its request
+// ended) raises RuntimeError; so does a read from a thread other than the
+// loop's. An Input nobody else holds (refcount 1) is attached again to the
+// next request instead of allocating a new one.
 extern PyTypeObject InputType;
-PyObject* input_new(Connection* conn);  // New reference.
-void input_detach(PyObject* input);     // Later reads see end of body.
+PyObject* input_new(Connection* conn);  // New reference, attached to conn.
+void input_attach(PyObject* input, Connection* conn);
+void input_detach(PyObject* input);
+
+// ---------------------------------------------------------------- write()
+
+// The write callable start_response returns (PEP 3333 "The write()
+// Callable"), bound to one request; reused like an Input.
+struct Call;
+extern PyTypeObject WriterType;
+PyObject* writer_new(Call* call);  // New reference, attached to call.
+void writer_attach(PyObject* writer, Call* call);
+void writer_detach(PyObject* writer);
 
 // ---------------------------------------------------------------- wsgi.file_wrapper
 
@@ -170,22 +206,33 @@ struct AppSettings {
 
 class App;
 
-// The per-request response state, shared by start_response and write().
+// The per-request state, shared by start_response, write() and wsgi.input.
+// Calls are pooled by the App: the path buffer, the Input and the write
+// callable are reused from one request to the next.
 struct Call {
   Connection* conn = nullptr;
   App* app = nullptr;
   PyRef status;
   PyRef headers;
-  PyRef input;
+  PyRef input;   // wsgi.input, attached to conn while the request lasts.
+  PyRef writer;  // write(), attached once start_response returned it.
+  bool writer_attached = false;
   bool head_sent = false;
   bool lenient = false;  // Script mode: str bodies, optional start_response.
   std::string path;      // Request path, for log lines.
   ~Call();
 };
 
+// Returns a Call to its App's pool (the GIL must be held).
+struct CallRecycler {
+  void operator()(Call* call) const;
+};
+using CallPtr = std::unique_ptr<Call, CallRecycler>;
+
 class App final : public Handler {
  public:
   App(PyObject* target, const EnvironSettings& env, const AppSettings& settings);
+  ~App() override;
   bool init();  // Python exception on failure.
 
   std::unique_ptr<ResponseStream> handle(Connection& c, const RequestHead& head) override;
@@ -207,8 +254,11 @@ class App final : public Handler {
   static void set_current(Call* c) { current_ = c; }
   PyObject* start_response() const { return start_response_.get(); }
 
+  void recycle(Call* call);
+
  private:
-  std::unique_ptr<ResponseStream> respond(std::unique_ptr<Call> call, PyObject* result);
+  CallPtr new_call(Connection& c);
+  std::unique_ptr<ResponseStream> respond(CallPtr call, PyObject* result);
   bool try_sendfile(Call& call, PyObject* result, PyObject* file);
 
   PyRef target_;
@@ -219,6 +269,7 @@ class App final : public Handler {
   PyRef start_response_;
   PyRef default_headers_;
   PyRef default_status_;
+  std::vector<std::unique_ptr<Call>> free_calls_;
   std::optional<Gil::Acquire> batch_gil_;
   static inline Call* current_ = nullptr;
 };

@@ -1,6 +1,7 @@
 // start_response and write() (PEP 3333 "The start_response() Callable").
-// One callable object per worker serves every request: it acts on the
-// response in progress (App::current()), so nothing is built per request.
+// One start_response object per worker serves every request: it acts on the
+// response in progress (App::current()). The write callable it returns is
+// bound to its own request.
 #include "core/response.h"
 #include "wsgi/bridge.h"
 
@@ -62,12 +63,33 @@ bool valid_headers(PyObject* headers) {
   return true;
 }
 
-PyObject* write_impl(PyObject*, PyObject* data) {
-  Call* call = App::current();
-  if (call == nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "write() called outside of a request");
+// Refuses calls from any thread but the worker's loop thread: the request
+// state is the loop's, and touching it elsewhere races it.
+bool check_thread(const char* what) {
+  if (Gil::on_loop_thread()) return true;
+  PyErr_Format(PyExc_RuntimeError, "%s called from a thread other than the worker's; not supported", what);
+  return false;
+}
+
+// ---------------------------------------------------------------- write()
+
+struct Writer {
+  PyObject_HEAD vectorcallfunc vectorcall;
+  Call* call;  // nullptr once its request is over.
+};
+
+PyObject* writer_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0)) {
+    PyErr_SetString(PyExc_TypeError, "write(data) takes exactly one positional argument");
     return nullptr;
   }
+  if (!check_thread("write()")) return nullptr;
+  Call* call = reinterpret_cast<Writer*>(self)->call;
+  if (call == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "write() called after its request ended");
+    return nullptr;
+  }
+  PyObject* data = args[0];
   if (!PyBytes_Check(data)) {
     PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
     return nullptr;
@@ -89,13 +111,12 @@ PyObject* write_impl(PyObject*, PyObject* data) {
   Py_RETURN_NONE;
 }
 
-PyMethodDef write_def = {"write", write_impl, METH_O, "write(data: bytes): the PEP 3333 write() callable."};
-
-PyObject* start_response_impl(PyObject* write, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* start_response_impl(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 2 || nargs > 3) {
     PyErr_SetString(PyExc_TypeError, "start_response(status, headers, exc_info=None)");
     return nullptr;
   }
+  if (!check_thread("start_response()")) return nullptr;
   Call* call = App::current();
   if (call == nullptr) {
     PyErr_SetString(PyExc_RuntimeError, "start_response() called outside of a request");
@@ -120,7 +141,17 @@ PyObject* start_response_impl(PyObject* write, PyObject* const* args, Py_ssize_t
   if (!valid_status(args[0]) || !valid_headers(args[1])) return nullptr;
   call->status.reset(Py_NewRef(args[0]));
   call->headers.reset(Py_NewRef(args[1]));
-  return Py_NewRef(write);
+  if (!call->writer_attached) {
+    // The write() object of an earlier request is reused unless somebody kept it.
+    if (call->writer && Py_REFCNT(call->writer.get()) == 1) {
+      writer_attach(call->writer.get(), call);
+    } else {
+      call->writer.reset(writer_new(call));
+      if (!call->writer) return nullptr;
+    }
+    call->writer_attached = true;
+  }
+  return Py_NewRef(call->writer.get());
 }
 
 PyMethodDef start_response_def = {
@@ -129,12 +160,36 @@ PyMethodDef start_response_def = {
 
 }  // namespace
 
+PyTypeObject WriterType = [] {
+  PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "fulmen._core.Write";
+  t.tp_basicsize = sizeof(Writer);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL;
+  t.tp_doc = "write(data: bytes): the PEP 3333 write() callable of one request.";
+  t.tp_vectorcall_offset = offsetof(Writer, vectorcall);
+  t.tp_call = PyVectorcall_Call;
+  t.tp_dealloc = [](PyObject* o) { PyObject_Free(o); };
+  return t;
+}();
+
+PyObject* writer_new(Call* call) {
+  Writer* w = PyObject_New(Writer, &WriterType);
+  if (w == nullptr) return nullptr;
+  w->vectorcall = writer_vectorcall;
+  w->call = call;
+  return reinterpret_cast<PyObject*>(w);
+}
+
+void writer_attach(PyObject* writer, Call* call) {
+  reinterpret_cast<Writer*>(writer)->call = call;
+}
+
+void writer_detach(PyObject* writer) {
+  reinterpret_cast<Writer*>(writer)->call = nullptr;
+}
+
 PyObject* make_start_response() {
-  PyRef write(PyCFunction_New(&write_def, nullptr));
-  if (!write) return nullptr;
-  // The write callable rides along as start_response's self, so returning it
-  // costs one reference count.
-  return PyCFunction_New(&start_response_def, write.get());
+  return PyCFunction_New(&start_response_def, nullptr);
 }
 
 bool App::send_head(Call& call, int64_t known_length) {
