@@ -77,3 +77,112 @@ def test_thread_reading_while_the_worker_waits_for_the_body(srv):
         status, _, got, _ = get(srv, "/read-with-thread", "POST", body)
         assert status == 200 and json.loads(got) == {"read": "RuntimeError", "len": len(body)}
     assert get(srv, "/gen-one")[2] == b"only"
+
+
+# ---------------------------------------------------------------- the header list is a snapshot
+
+
+@pytest.mark.parametrize("path,body", [("/mutate", b"ok"), ("/mutate-gen", b"ok"), ("/mutate-write", b"ok"),
+                                       ("/mutate-file", STATIC)])
+def test_header_list_changed_after_start_response_is_not_sent(srv, path, body):
+    # Appending ("X-A", "b\r\nSet-Cookie: evil=1") or a non-tuple after start_response, or
+    # replacing an entry, changes nothing: what start_response validated is what goes out.
+    with srv.connect() as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        status, headers, got, _ = read_response(s)
+        assert (status, got) == (200, body)
+        assert headers["x-kept"] == "1" and headers["content-type"] in ("text/plain", "application/octet-stream")
+        for name in ("set-cookie", "x-a", "x-injected", "x-late"):
+            assert name not in headers
+        assert "evil" not in json.dumps(headers)
+        then_ok(s)
+
+
+# ---------------------------------------------------------------- what the application sends
+
+HOP_BY_HOP = [("Connection", "close"), ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"),
+              ("Upgrade", "websocket"), ("TE", "trailers"), ("Trailer", "X-Sum"), ("Proxy-Connection", "close")]
+
+
+@pytest.mark.parametrize("name,value", HOP_BY_HOP)
+def test_hop_by_hop_headers_from_the_app_are_dropped(srv, name, value):
+    with srv.connect() as s:
+        s.sendall(f"GET /hop?{urlencode({'name': name, 'value': value})} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        status, headers, body, _ = read_response(s)
+        assert (status, body, headers["x-after"], headers["content-length"]) == (200, b"served", "1", "6")
+        assert name.lower() not in headers
+        then_ok(s)  # the server's own framing and keep-alive hold
+
+
+def test_dropped_hop_by_hop_is_logged_once_per_worker(srv):
+    for name, value in HOP_BY_HOP:
+        assert get(srv, f"/hop?{urlencode({'name': name, 'value': value})}")[0] == 200
+    mark_log(srv)
+    assert sum("dropped the hop-by-hop header" in line for line in srv.lines) == 1
+
+
+@pytest.mark.parametrize("gen", ["", "1"], ids=["list", "iterator"])
+def test_head_keeps_the_app_content_length(srv, gen):
+    with srv.connect() as s:
+        s.sendall(f"HEAD /head-cl?gen={gen} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        status, headers, _, _ = read_response(s, head_only=True)
+        assert (status, headers["content-length"]) == (200, "1234")
+        s.sendall(b"GET /head-cl HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body, left = read_response(s)
+        assert (status, headers["content-length"], len(body), left) == (200, "1234", 1234, b"")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1 2", "", "+5", "5,5", "0x5", "1" * 19])
+def test_invalid_content_length_from_the_app_is_a_500(srv, value):
+    with srv.connect() as s:
+        s.sendall(f"GET /cl?{urlencode({'v': value})} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert read_response(s)[0] == 500
+        then_ok(s)
+    srv.wait_for(re.escape(f"ValueError: invalid Content-Length {('Content-Length', value)!r}"))
+    srv.wait_for(r"Error handling request /cl")
+
+
+def test_content_length_with_surrounding_whitespace_is_accepted(srv):
+    status, headers, body, _ = get(srv, f"/cl?{urlencode({'v': ' 5 '})}")
+    assert (status, headers["content-length"], body) == (200, "5", b"hello")
+
+
+def test_duplicate_content_length(srv):
+    # RFC 9110 8.6: the same value repeated is sent once; different values are an app error.
+    status, headers, body, _ = get(srv, f"/cl?{urlencode({'v': '5|5'})}")
+    assert (status, headers["content-length"], body) == (200, "5", b"hello")
+    assert get(srv, f"/cl?{urlencode({'v': '5|6'})}")[0] == 500
+    srv.wait_for(r"ValueError: conflicting Content-Length headers \(5 and 6\)")
+
+
+def test_status_without_reason_phrase(srv):
+    # RFC 9112 4: the reason phrase may be empty, the space before it may not.
+    with srv.connect() as s:
+        s.sendall(b"GET /status?s=200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body, _ = read_response(s)
+        assert (status, body) == (200, b"body")
+        then_ok(s)
+    with srv.connect() as s:
+        s.sendall(b"GET /status?s=404 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert recv_until_closed(s).startswith(b"HTTP/1.1 404 \r\n")
+
+
+@pytest.mark.parametrize("status", ["103 Early Hints", "100 Continue", "101 Switching Protocols", "199"])
+def test_final_1xx_status_from_the_app_is_a_500(srv, status):
+    with srv.connect() as s:
+        s.sendall(f"GET /status?{urlencode({'s': status})} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert read_response(s)[0] == 500
+        then_ok(s)
+    srv.wait_for(r"ValueError: status .* is informational")
+
+
+def test_exc_info_by_keyword(srv):
+    status, _, body, _ = get(srv, "/exc-info-kw")
+    assert (status, body) == (503, b"replaced")
+    # After the head left, start_response re-raises the app's own exception, traceback included.
+    with srv.connect() as s:
+        s.sendall(b"GET /exc-info-kw?after=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = recv_until_closed(s)
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"partial" in data and not data.endswith(b"0\r\n\r\n")
+    srv.wait_for(r"raise KeyError\(\"original failure\"\)")
+    srv.wait_for(r"KeyError: 'original failure'")

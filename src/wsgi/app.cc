@@ -225,18 +225,19 @@ bool App::init() {
     PyErr_SetString(PyExc_TypeError, "the application is not callable");
     return false;
   }
-  start_response_.reset(make_start_response());
-  default_status_.reset(PyUnicode_FromString("200 OK"));
-  default_headers_.reset(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
-  if (!start_response_ || !default_status_ || !default_headers_) return false;
   if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0 ||
       PyType_Ready(&WriterType) < 0)
+    return false;
+  start_response_.reset(make_start_response());
+  PyRef status(PyUnicode_FromString("200 OK"));
+  PyRef headers(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
+  if (!start_response_ || !status || !headers || !default_head_.assign(status.get(), headers.get(), nullptr))
     return false;
   return env_.init(env_settings_);
 }
 
-// Calls come from a small pool: the request path, the Input and the write()
-// object keep their memory from one request to the next.
+// Calls come from a small pool: the request path, the head snapshot, the
+// Input and the write() object keep their memory from one request to the next.
 CallPtr App::new_call(Connection& c) {
   std::unique_ptr<Call> owned;
   if (!free_calls_.empty()) {
@@ -257,8 +258,7 @@ void App::recycle(Call* call) {
   if (call->input) input_detach(call->input.get());
   if (call->writer_attached) writer_detach(call->writer.get());
   call->writer_attached = false;
-  call->status.reset();
-  call->headers.reset();
+  call->head.clear();
   call->head_sent = false;
   call->conn = nullptr;
   if (free_calls_.size() < kMaxFreeCalls)
@@ -364,6 +364,9 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
     return nullptr;
   }
   if (single != nullptr || PyList_CheckExact(res) || PyTuple_CheckExact(res)) {
+    // No Python code runs from here to the end of the writes (the head is a
+    // snapshot, items are bytes or str), so the list cannot change under
+    // these borrowed items.
     PyObject** items = single ? &single : PySequence_Fast_ITEMS(res);
     Py_ssize_t n = single ? 1 : PySequence_Fast_GET_SIZE(res);
     int64_t total = 0;

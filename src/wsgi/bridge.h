@@ -206,16 +206,54 @@ struct AppSettings {
 
 class App;
 
+// The response status and headers as validated by start_response: a copy,
+// so an app that changes its header list afterwards changes nothing that is
+// sent (PEP 3333 leaves the list to the app; the server must not read it
+// again). The text is laid out as it goes on the wire, "Name: value\r\n" per
+// field after the status, so the head is written without another walk over
+// Python objects.
+struct ResponseHead {
+  struct Field {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t value_len;  // The value starts after "Name: ".
+  };
+  Buffer text;  // The status ("200 OK"), then the fields.
+  std::vector<Field> fields;
+  uint32_t status_len = 0;
+  int code = 0;
+  int64_t content_length = -1;  // From the app's Content-Length, if any.
+  bool app_server = false;      // The app sent its own Server / Date.
+  bool app_date = false;
+  bool valid = false;
+
+  std::string_view status() const { return {text.data(), status_len}; }
+  std::string_view name(const Field& f) const { return {text.data() + f.name_off, f.name_len}; }
+  std::string_view value(const Field& f) const { return {text.data() + f.name_off + f.name_len + 2, f.value_len}; }
+  void clear() {
+    text.clear();
+    fields.clear();
+    status_len = 0;
+    code = 0;
+    content_length = -1;
+    app_server = app_date = false;
+    valid = false;
+  }
+  // Validates status and headers (PEP 3333, RFC 9110) and copies them in;
+  // hop-by-hop fields are dropped (reported to app, when given). Returns
+  // false with a Python exception; *this is then unspecified.
+  bool assign(PyObject* status, PyObject* headers, App* app);
+};
+
 // The per-request state, shared by start_response, write() and wsgi.input.
-// Calls are pooled by the App: the path buffer, the Input and the write
-// callable are reused from one request to the next.
+// Calls are pooled by the App: the buffers, the Input and the write callable
+// are reused from one request to the next.
 struct Call {
   Connection* conn = nullptr;
   App* app = nullptr;
-  PyRef status;
-  PyRef headers;
-  PyRef input;   // wsgi.input, attached to conn while the request lasts.
-  PyRef writer;  // write(), attached once start_response returned it.
+  ResponseHead head;  // Valid once start_response succeeded.
+  PyRef input;        // wsgi.input, attached to conn while the request lasts.
+  PyRef writer;       // write(), attached once start_response returned it.
   bool writer_attached = false;
   bool head_sent = false;
   bool lenient = false;  // Script mode: str bodies, optional start_response.
@@ -240,8 +278,9 @@ class App final : public Handler {
   void batch_begin() override { batch_gil_.emplace(); }
   void batch_end() override { batch_gil_.reset(); }
 
-  // Writes the response head from call's status and headers. Returns false
-  // with a Python exception when they are malformed.
+  // Writes the response head from call's status and headers (or the script
+  // mode default). Returns false with a Python exception when the app never
+  // called start_response.
   bool send_head(Call& call, int64_t known_length);
   // Produces one body piece (bytes, or str in lenient mode), by reference
   // when by_ref or when large, else copied. Returns false with a Python
@@ -254,7 +293,12 @@ class App final : public Handler {
   static void set_current(Call* c) { current_ = c; }
   PyObject* start_response() const { return start_response_.get(); }
 
+  // A hop-by-hop field from the app is dropped; say so once per worker.
+  void note_dropped_hop_by_hop(std::string_view name);
+
   void recycle(Call* call);
+  // Where start_response validates a head before swapping it into the Call.
+  ResponseHead& scratch_head() { return scratch_head_; }
 
  private:
   CallPtr new_call(Connection& c);
@@ -267,10 +311,11 @@ class App final : public Handler {
   EnvironSettings env_settings_;
   AppSettings settings_;
   PyRef start_response_;
-  PyRef default_headers_;
-  PyRef default_status_;
+  ResponseHead default_head_;  // Script mode without start_response.
+  ResponseHead scratch_head_;
   std::vector<std::unique_ptr<Call>> free_calls_;
   std::optional<Gil::Acquire> batch_gil_;
+  bool hop_by_hop_logged_ = false;
   static inline Call* current_ = nullptr;
 };
 

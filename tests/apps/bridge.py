@@ -140,6 +140,119 @@ def read_with_thread(environ, start_response):
     return [json.dumps(out).encode()]
 
 
+# ---- the header list is a snapshot
+
+
+def mutate(headers):
+    """What an app could do to its list after start_response: none of it may be sent."""
+    headers.append(("X-A", "b\r\nSet-Cookie: evil=1"))
+    headers.append("not a tuple")
+    headers.append((1, 2))
+    headers[0] = ("Content-Type", "evil\r\nX-Injected: 1")
+    del headers[1]
+
+
+class MutatingFile:
+    """A real file whose tell() changes the response header list (sendfile path)."""
+
+    def __init__(self, headers):
+        self.f = open(STATIC, "rb")  # noqa: SIM115 - closed by close()
+        self.headers = headers
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def tell(self):
+        self.headers.append(("X-Late", "a\r\nSet-Cookie: evil=1"))
+        self.headers.append("not a tuple")
+        return self.f.tell()
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def close(self):
+        self.f.close()
+
+
+@route("/mutate")
+def mutate_list(environ, start_response):
+    headers = [("Content-Type", "text/plain"), ("X-Kept", "1")]
+    start_response("200 OK", headers)
+    mutate(headers)
+    return [b"ok"]
+
+
+@route("/mutate-gen")
+def mutate_gen(environ, start_response):
+    headers = [("Content-Type", "text/plain"), ("X-Kept", "1")]
+    start_response("200 OK", headers)
+
+    def body():
+        mutate(headers)  # before the first block, i.e. before the head is written
+        yield b"ok"
+
+    return body()
+
+
+@route("/mutate-write")
+def mutate_write(environ, start_response):
+    headers = [("Content-Type", "text/plain"), ("X-Kept", "1")]
+    write = start_response("200 OK", headers)
+    mutate(headers)
+    write(b"o")
+    return [b"k"]
+
+
+@route("/mutate-file")
+def mutate_file(environ, start_response):
+    headers = [("Content-Type", "application/octet-stream"), ("X-Kept", "1")]
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](MutatingFile(headers))
+
+
+# ---- what the application sends
+
+
+@route("/hop")
+def hop(environ, start_response):
+    q = query(environ)
+    start_response("200 OK", PLAIN + [(q["name"], q.get("value", "x")), ("X-After", "1")])
+    return [b"served"]
+
+
+@route("/cl")
+def content_length(environ, start_response):
+    q = query(environ)
+    start_response("200 OK", PLAIN + [("Content-Length", v) for v in q["v"].split("|")])
+    return [q.get("body", "hello").encode()]
+
+
+@route("/head-cl")
+def head_cl(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "1234")])
+    if environ["REQUEST_METHOD"] == "HEAD":
+        return [] if not query(environ).get("gen") else iter([])  # what Werkzeug does for send_file
+    return [b"x" * 1234]
+
+
+@route("/status")
+def status(environ, start_response):
+    start_response(query(environ)["s"], PLAIN)
+    return [b"body"]
+
+
+@route("/exc-info-kw")
+def exc_info_kw(environ, start_response):
+    write = start_response("200 OK", PLAIN)
+    if query(environ).get("after"):
+        write(b"partial")
+    try:
+        raise KeyError("original failure")
+    except KeyError:
+        start_response("503 Service Unavailable", PLAIN, exc_info=sys.exc_info())
+    return [b"replaced"]
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
