@@ -186,3 +186,44 @@ def test_exc_info_by_keyword(srv):
     assert data.startswith(b"HTTP/1.1 200 OK") and b"partial" in data and not data.endswith(b"0\r\n\r\n")
     srv.wait_for(r"raise KeyError\(\"original failure\"\)")
     srv.wait_for(r"KeyError: 'original failure'")
+
+
+# ---------------------------------------------------------------- bodiless responses stop at the head
+
+
+@pytest.fixture
+def own_srv(serve):
+    """A server of its own, for tests whose failure would hold the worker for good."""
+    return serve("bridge:app")
+
+
+def stats(s) -> dict:
+    s.sendall(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, _, body, left = read_response(s)
+    assert status == 200 and left == b""
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["start-first", "start-in-iteration"])
+@pytest.mark.parametrize("method,status", [("HEAD", "200 OK"), ("GET", "204 No Content"),
+                                           ("GET", "304 Not Modified"), ("HEAD", "304 Not Modified")])
+def test_bodiless_response_does_not_consume_an_endless_iterable(own_srv, method, status, lazy):
+    q = urlencode({"status": status, **({"lazy": "1"} if lazy else {})})
+    with own_srv.connect() as s:
+        stats(s)  # reset the counters
+        s.sendall(f"{method} /endless?{q} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        code, headers, _, _ = read_response(s, head_only=True)
+        assert code == int(status[:3])
+        if code != 200:
+            assert "content-length" not in headers and "transfer-encoding" not in headers
+        # Advanced only as far as start_response (PEP 3333 allows it on the first iteration),
+        # and closed; no body byte precedes the next response.
+        assert stats(s) == {"produced": 1 if lazy else 0, "closed": 1}
+
+
+def test_head_after_write_does_not_consume_the_iterable(own_srv):
+    with own_srv.connect() as s:
+        stats(s)
+        s.sendall(b"HEAD /endless-write HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(s, head_only=True)[0] == 200
+        assert stats(s) == {"produced": 0, "closed": 1}

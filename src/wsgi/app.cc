@@ -6,6 +6,8 @@
 //   FileWrapper / file   -> sendfile(2) from the file's position
 //   any other iterable   -> a Stream pumped as the socket drains; Content-Length
 //                           when it yields a single chunk, else chunked (1.1) or close-delimited (1.0)
+// With no body to send (HEAD, 204, 304) an iterable is not consumed: the head goes out as soon as
+// the status is known and the iterable is closed.
 // Script mode also takes str (UTF-8), bytes, None, and makes start_response optional.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,7 +92,9 @@ class Stream final : public ResponseStream {
   bool pump_locked(Connection& c) {
     Call& call = *call_;
     for (;;) {
+      if (ended_without_body(call)) return true;
       PyObject* item = PyIter_Next(iter_.get());
+      advanced_ = true;
       if (item == nullptr) {
         if (PyErr_Occurred()) {
           app_->fail(call, "Error iterating the response of");
@@ -109,10 +113,13 @@ class Stream final : public ResponseStream {
           return true;
         }
         pending_.reset();
-        c.finish_response();
+        app_->finish(call);
         return true;
       }
       PyRef it(item);
+      // PEP 3333 lets start_response come with the first item: the status
+      // may only be known now.
+      if (ended_without_body(call)) return true;
       if (!call.head_sent && !pending_) {
         if (!PyBytes_Check(item) && !(call.lenient && PyUnicode_Check(item))) {
           PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
@@ -140,6 +147,27 @@ class Stream final : public ResponseStream {
     }
   }
 
+  // A response without a body (HEAD, 204, 304) does not consume its
+  // iterable: an endless one would hold the worker forever. Once the status
+  // is known the head goes out and the destructor closes the iterable.
+  // Returns true when it ended the response.
+  bool ended_without_body(Call& call) {
+    if (call.head_sent) {
+      if (!call.conn->response_has_no_body()) return false;
+    } else {
+      // Known once start_response was called; in script mode also once the
+      // iterable moved without calling it (the default status applies).
+      bool status_known = call.head.valid || (call.lenient && advanced_);
+      if (!status_known || !app_->no_body(call)) return false;
+      if (!app_->send_head(call, -1)) {
+        app_->fail(call, "Error in the response head of");
+        return true;
+      }
+    }
+    app_->finish(call);
+    return true;
+  }
+
   static size_t item_size(PyObject* item) {
     if (PyBytes_Check(item)) return static_cast<size_t>(PyBytes_GET_SIZE(item));
     Py_ssize_t n = 0;
@@ -152,6 +180,7 @@ class Stream final : public ResponseStream {
   PyRef result_;
   PyRef iter_;
   PyRef pending_;
+  bool advanced_ = false;  // The iterator was asked for an item.
 };
 
 constexpr size_t kMaxFreeCalls = 16;
@@ -260,11 +289,22 @@ void App::recycle(Call* call) {
   call->writer_attached = false;
   call->head.clear();
   call->head_sent = false;
+  call->done = false;
   call->conn = nullptr;
   if (free_calls_.size() < kMaxFreeCalls)
     free_calls_.emplace_back(call);
   else
     delete call;
+}
+
+bool App::no_body(const Call& call) const {
+  int code = call.head.valid ? call.head.code : default_head_.code;
+  return call.conn->head_request() || code == 204 || code == 304;
+}
+
+void App::finish(Call& call) {
+  call.conn->finish_response();
+  call.done = true;
 }
 
 std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
@@ -360,7 +400,7 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
       fail(call, "Error in the response head of");
       return nullptr;
     }
-    c.finish_response();
+    finish(call);
     return nullptr;
   }
   if (single != nullptr || PyList_CheckExact(res) || PyTuple_CheckExact(res)) {
@@ -395,7 +435,7 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
     // Whole bodies go out by reference, without a copy: the references are
     // dropped as soon as the batch's write completes.
     for (Py_ssize_t i = 0; i < n; ++i) write_item(call, items[i], true);
-    c.finish_response();
+    finish(call);
     return nullptr;
   }
 
@@ -459,7 +499,7 @@ bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
   // The file stays open until sendfile is done: closing it is the release.
   auto sent = std::make_unique<SentFile>(SentFile{Py_NewRef(owner), call.path});
   call.conn->write_body_file(fd, pos, len, Releaser{close_sent_file, sent.release()});
-  call.conn->finish_response();
+  finish(call);
   return true;
 }
 
@@ -490,6 +530,7 @@ void App::fail(Call& call, const char* context) {
   what.append(" ");
   what.append(call.path);
   log_exception(what.c_str());
+  call.done = true;
   Connection& c = *call.conn;
   if (!c.head_started())
     c.send_error(c.body_failed() ? 400 : 500);

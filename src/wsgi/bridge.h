@@ -256,6 +256,7 @@ struct Call {
   PyRef writer;       // write(), attached once start_response returned it.
   bool writer_attached = false;
   bool head_sent = false;
+  bool done = false;     // finish_response / abort: nothing more may be written.
   bool lenient = false;  // Script mode: str bodies, optional start_response.
   std::string path;      // Request path, for log lines.
   ~Call();
@@ -286,8 +287,14 @@ class App final : public Handler {
   // when by_ref or when large, else copied. Returns false with a Python
   // exception when the item is of the wrong type.
   bool write_item(Call& call, PyObject* item, bool by_ref = false);
+  // Ends the response normally.
+  void finish(Call& call);
   // Handles an exception from the app: log, 500 or abort.
   void fail(Call& call, const char* context);
+  // The status is known (start_response was called, or the script-mode
+  // default applies) and it says the response has no body: HEAD, 204, 304
+  // (RFC 9110 9.3.2, 15.3.5, 15.4.5).
+  bool no_body(const Call& call) const;
 
   static Call* current() { return current_; }
   static void set_current(Call* c) { current_ = c; }

@@ -84,6 +84,10 @@ PyObject* writer_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf
     PyErr_SetString(PyExc_RuntimeError, "write() called after its request ended");
     return nullptr;
   }
+  if (call->done) {
+    PyErr_SetString(PyExc_RuntimeError, "write() called after the response was completed");
+    return nullptr;
+  }
   PyObject* data = args[0];
   if (!PyBytes_Check(data)) {
     PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);

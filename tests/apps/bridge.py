@@ -253,6 +253,53 @@ def exc_info_kw(environ, start_response):
     return [b"replaced"]
 
 
+# ---- bodiless responses stop at the head
+
+
+class Endless:
+    """An endless body that counts what it produced and whether it was closed."""
+
+    def __init__(self, start_response=None, status="200 OK"):
+        self.start_response = start_response
+        self.status = status
+
+    def __iter__(self):
+        if self.start_response is not None:
+            # PEP 3333 lets start_response come with the first iteration.
+            self.start_response(self.status, PLAIN)
+        while True:
+            STATE["produced"] += 1
+            yield b"x" * 1000
+
+    def close(self):
+        STATE["closed"] += 1
+
+
+@route("/stats")
+def stats(environ, start_response):
+    start_response("200 OK", JSON)
+    out = {"produced": STATE["produced"], "closed": STATE["closed"]}
+    STATE["produced"] = STATE["closed"] = 0
+    return [json.dumps(out).encode()]
+
+
+@route("/endless")
+def endless(environ, start_response):
+    q = query(environ)
+    status = q.get("status", "200 OK")
+    if q.get("lazy"):
+        return Endless(start_response, status)
+    start_response(status, PLAIN)
+    return Endless()
+
+
+@route("/endless-write")
+def endless_write(environ, start_response):
+    write = start_response(query(environ).get("status", "200 OK"), PLAIN)
+    write(b"w")
+    return Endless()
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
