@@ -227,3 +227,43 @@ def test_head_after_write_does_not_consume_the_iterable(own_srv):
         s.sendall(b"HEAD /endless-write HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(s, head_only=True)[0] == 200
         assert stats(s) == {"produced": 0, "closed": 1}
+
+
+# ---------------------------------------------------------------- streamed blocks leave at once
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+@pytest.mark.parametrize("path", ["/stream-wait", "/write-wait"])
+def test_a_block_is_sent_before_the_next_one_is_produced(srv, tmp_path, path, version):
+    marker = tmp_path / "got-first"
+    with srv.connect() as s:
+        s.sendall(f"GET {path}?{urlencode({'marker': str(marker)})} HTTP/{version}\r\nHost: t\r\n\r\n".encode())
+        data = b""
+        while b"first;" not in data:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        marker.touch()  # the app produces the rest only now
+        if version == "1.0":
+            data += recv_until_closed(s)
+        else:
+            while not data.endswith(b"0\r\n\r\n"):
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"second" in body and b"timeout" not in body
+    assert b"Content-Length" not in head
+    if version == "1.1":
+        assert b"Transfer-Encoding: chunked" in head
+    else:
+        assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+
+
+def test_generator_framing(srv):
+    # A generator's length is not known without waiting for its end: chunked, even for one
+    # block. One that produces nothing at all has a known length, 0.
+    status, headers, body, _ = get(srv, "/gen-one")
+    assert (headers.get("transfer-encoding"), "content-length" in headers, body) == ("chunked", False, b"only")
+    status, headers, body, _ = get(srv, "/gen-empty")
+    assert (headers["content-length"], "transfer-encoding" in headers, body) == ("0", False, b"")

@@ -4,8 +4,9 @@
 // What the app returns decides the path:
 //   list/tuple of bytes  -> Content-Length known, written at once (large items by reference, no copy)
 //   FileWrapper / file   -> sendfile(2) from the file's position
-//   any other iterable   -> a Stream pumped as the socket drains; Content-Length
-//                           when it yields a single chunk, else chunked (1.1) or close-delimited (1.0)
+//   any other iterable   -> a Stream: each block is sent as it is produced (PEP 3333 "Buffering
+//                           and Streaming"), chunked (1.1) or close-delimited (1.0); Content-Length
+//                           only when the app sets it, or 0 when nothing at all is produced
 // With no body to send (HEAD, 204, 304) an iterable is not consumed: the head goes out as soon as
 // the status is known and the iterable is closed.
 // Script mode also takes str (UTF-8), bytes, None, and makes start_response optional.
@@ -61,7 +62,10 @@ void close_sent_file(void* p) {
   Py_DECREF(f->owner);
 }
 
-// Pumps a generic response iterable as the connection drains.
+// Pumps a generic response iterable. A block goes out (Connection::push)
+// before the iterator is asked for the next one: the next one may take long
+// to come, and PEP 3333 "Buffering and Streaming" forbids delaying a block
+// for it. The stream yields to the loop when the socket stops taking bytes.
 class Stream final : public ResponseStream {
  public:
   Stream(App* app, CallPtr call, PyRef result, PyRef iter)
@@ -73,7 +77,6 @@ class Stream final : public ResponseStream {
     App::set_current(call_.get());
     call_close(result_.get(), call_->path);
     App::set_current(prev);
-    pending_.reset();
     iter_.reset();
     result_.reset();
     call_.reset();
@@ -100,19 +103,11 @@ class Stream final : public ResponseStream {
           app_->fail(call, "Error iterating the response of");
           return true;
         }
-        // The end. A body held back as the only chunk gets a Content-Length.
-        if (!call.head_sent) {
-          int64_t len = pending_ ? static_cast<int64_t>(item_size(pending_.get())) : 0;
-          if (!app_->send_head(call, len)) {
-            app_->fail(call, "Error in the response head of");
-            return true;
-          }
-        }
-        if (pending_ && !app_->write_item(call, pending_.get())) {
-          app_->fail(call, "Error in the response body of");
+        // The end before any non-empty block: the length is known, 0.
+        if (!call.head_sent && !app_->send_head(call, 0)) {
+          app_->fail(call, "Error in the response head of");
           return true;
         }
-        pending_.reset();
         app_->finish(call);
         return true;
       }
@@ -120,30 +115,14 @@ class Stream final : public ResponseStream {
       // PEP 3333 lets start_response come with the first item: the status
       // may only be known now.
       if (ended_without_body(call)) return true;
-      if (!call.head_sent && !pending_) {
-        if (!PyBytes_Check(item) && !(call.lenient && PyUnicode_Check(item))) {
-          PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
-          app_->fail(call, "Error in the response body of");
-          return true;
-        }
-        // Headers leave with the first non-empty chunk (PEP 3333); hold it
-        // back to learn whether it is also the last.
-        if (item_size(item) > 0) pending_ = std::move(it);
-        continue;
-      }
-      if (pending_) {
-        bool ok = app_->send_head(call, -1) && app_->write_item(call, pending_.get());
-        pending_.reset();
-        if (!ok) {
-          app_->fail(call, "Error in the response of");
-          return true;
-        }
-      }
       if (!app_->write_item(call, item)) {
         app_->fail(call, "Error in the response body of");
         return true;
       }
-      if (c.output_congested() || c.client_gone()) return false;
+      // An empty block sends nothing, not even the head (PEP 3333: headers
+      // go with the first non-empty block), so the next one is asked for.
+      if (!call.head_sent) continue;
+      if (!c.push() || c.output_congested()) return false;
     }
   }
 
@@ -168,18 +147,10 @@ class Stream final : public ResponseStream {
     return true;
   }
 
-  static size_t item_size(PyObject* item) {
-    if (PyBytes_Check(item)) return static_cast<size_t>(PyBytes_GET_SIZE(item));
-    Py_ssize_t n = 0;
-    if (PyUnicode_Check(item) && PyUnicode_AsUTF8AndSize(item, &n) == nullptr) PyErr_Clear();
-    return static_cast<size_t>(n);
-  }
-
   App* app_;
   CallPtr call_;
   PyRef result_;
   PyRef iter_;
-  PyRef pending_;
   bool advanced_ = false;  // The iterator was asked for an item.
 };
 

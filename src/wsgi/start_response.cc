@@ -94,18 +94,18 @@ PyObject* writer_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf
     return nullptr;
   }
   if (!call->app->write_item(*call, data)) return nullptr;
-  // PEP 3333: write() returns once the data is sent or buffered. Keep the
-  // buffer bounded: wait for the socket when a lot is queued.
-  if (call->conn->output_congested()) {
-    bool ok;
-    {
-      Gil::Release nogil;
-      ok = call->conn->flush_blocking();
-    }
-    if (!ok) {
-      PyErr_SetString(PyExc_OSError, "client disconnected");
-      return nullptr;
-    }
+  // PEP 3333: write() returns once the data is sent or buffered, and a
+  // server must not delay the transmission of a block: send it now.
+  Connection& c = *call->conn;
+  bool ok = c.push();
+  if (ok && c.output_congested()) {
+    // Keep the buffer bounded: wait for the socket when a lot is queued.
+    Gil::Release nogil;
+    ok = c.flush_blocking();
+  }
+  if (!ok) {
+    PyErr_SetString(PyExc_OSError, "client disconnected");
+    return nullptr;
   }
   Py_RETURN_NONE;
 }

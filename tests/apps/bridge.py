@@ -300,6 +300,38 @@ def endless_write(environ, start_response):
     return Endless()
 
 
+# ---- streamed blocks leave at once
+
+
+def wait_for(path, seconds=5.0):
+    """Polls for the file the test creates once it has read the first block."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@route("/stream-wait")
+def stream_wait(environ, start_response):
+    marker = query(environ)["marker"]
+    start_response("200 OK", PLAIN)
+
+    def body():
+        yield b"first;"
+        yield b"second" if wait_for(marker) else b"timeout"
+
+    return body()
+
+
+@route("/write-wait")
+def write_wait(environ, start_response):
+    write = start_response("200 OK", PLAIN)
+    write(b"first;")
+    return [b"second" if wait_for(query(environ)["marker"]) else b"timeout"]
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
