@@ -267,3 +267,15 @@ def test_generator_framing(srv):
     assert (headers.get("transfer-encoding"), "content-length" in headers, body) == ("chunked", False, b"only")
     status, headers, body, _ = get(srv, "/gen-empty")
     assert (headers["content-length"], "transfer-encoding" in headers, body) == ("0", False, b"")
+
+
+# ---------------------------------------------------------------- wsgi.errors
+
+
+def test_wsgi_errors_logs_whole_lines(srv):
+    assert get(srv, "/print")[2] == b"printed"
+    mark_log(srv)
+    errors = [m.group(1) for m in (re.search(r"\[ERROR\] ?(.*)$", line) for line in srv.lines) if m]
+    i = errors.index("hello from print")
+    assert errors[i:i + 5] == ["hello from print", "two parts", "partial line", "next ", "pending at the end"]
+    assert "" not in errors

@@ -258,6 +258,8 @@ void App::recycle(Call* call) {
   if (call->input) input_detach(call->input.get());
   if (call->writer_attached) writer_detach(call->writer.get());
   call->writer_attached = false;
+  // A line the app left without its newline belongs to this request.
+  errors_flush_pending(env_.errors());
   call->head.clear();
   call->head_sent = false;
   call->done = false;

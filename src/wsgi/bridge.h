@@ -143,7 +143,10 @@ PyObject* file_wrapper_filelike(PyObject* wrapper);  // Borrowed.
 
 // ---------------------------------------------------------------- wsgi.errors
 
+// wsgi.errors: text is logged a whole line at a time; a partial line waits in
+// the stream until its newline, flush(), or the end of the request.
 extern PyTypeObject ErrorsType;
+void errors_flush_pending(PyObject* errors);
 
 // ---------------------------------------------------------------- environ
 
@@ -173,6 +176,7 @@ class EnvironBuilder {
   bool set_script_path(PyObject* env, std::string_view script_prefix, std::string_view path_info);
 
   const std::string& root_path() const { return settings_.root_path; }
+  PyObject* errors() const { return errors_.get(); }  // The worker's wsgi.errors.
 
  private:
   struct KnownHeader {
@@ -186,7 +190,7 @@ class EnvironBuilder {
   std::vector<KnownHeader> known_;
   std::vector<int16_t> table_;  // open addressing over known_
   PyRef k_method_, k_path_, k_query_, k_protocol_, k_remote_addr_, k_remote_port_, k_raw_uri_, k_request_uri_,
-      k_input_, k_script_name_, k_http10_, k_http11_, k_empty_;
+      k_input_, k_script_name_, k_http10_, k_http11_, k_empty_, errors_;
   std::vector<std::pair<std::string, PyRef>> methods_;
 };
 

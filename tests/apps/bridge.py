@@ -332,6 +332,22 @@ def write_wait(environ, start_response):
     return [b"second" if wait_for(query(environ)["marker"]) else b"timeout"]
 
 
+# ---- wsgi.errors
+
+
+@route("/print")
+def print_errors(environ, start_response):
+    errors = environ["wsgi.errors"]
+    print("hello from print", file=errors)
+    print("two", "parts", file=errors)
+    errors.write("partial ")
+    errors.write("line\nnext ")
+    errors.flush()
+    errors.write("pending at the end")
+    start_response("200 OK", PLAIN)
+    return [b"printed"]
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
