@@ -279,3 +279,18 @@ def test_wsgi_errors_logs_whole_lines(srv):
     i = errors.index("hello from print")
     assert errors[i:i + 5] == ["hello from print", "two parts", "partial line", "next ", "pending at the end"]
     assert "" not in errors
+
+
+# ---------------------------------------------------------------- FileWrapper
+
+
+def test_uninitialised_file_wrapper_raises_cleanly(srv):
+    status, _, body, _ = get(srv, "/fw-uninit")
+    assert status == 200
+    assert json.loads(body) == {"next": "ValueError", "close": "ValueError", "filelike": "AttributeError"}
+    with srv.connect() as s:
+        s.sendall(b"GET /fw-uninit?mode=return HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(s)[0] == 500
+        then_ok(s)
+    srv.wait_for("ValueError: FileWrapper is not initialised")
+

@@ -416,6 +416,11 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
   if (Py_IS_TYPE(res, &FileWrapperType) ||
       (call.lenient && PyObject_HasAttrString(res, "fileno") && PyObject_HasAttrString(res, "read"))) {
     PyObject* file = Py_IS_TYPE(res, &FileWrapperType) ? file_wrapper_filelike(res) : res;
+    if (file == nullptr) {
+      fail(call, "Error sending the file of");
+      call_close(res, call.path);
+      return nullptr;
+    }
     if (try_sendfile(call, res, file)) return nullptr;
     if (PyErr_Occurred()) {
       fail(call, "Error sending the file of");

@@ -139,7 +139,9 @@ void writer_detach(PyObject* writer);
 // ---------------------------------------------------------------- wsgi.file_wrapper
 
 extern PyTypeObject FileWrapperType;
-PyObject* file_wrapper_filelike(PyObject* wrapper);  // Borrowed.
+// Borrowed; nullptr with a Python exception when the wrapper was never
+// initialised (FileWrapper.__new__ without __init__).
+PyObject* file_wrapper_filelike(PyObject* wrapper);
 
 // ---------------------------------------------------------------- wsgi.errors
 

@@ -28,18 +28,34 @@ int fw_init(PyObject* o, PyObject* args, PyObject* kwargs) {
   return 0;
 }
 
+// The wrapped object as a new reference (a read() may run code that calls
+// __init__ again and replaces it), or nullptr with ValueError when the
+// wrapper was made with FileWrapper.__new__ and never initialised.
+PyObject* filelike_ref(PyObject* o) {
+  PyObject* f = reinterpret_cast<FileWrapper*>(o)->filelike;
+  if (f == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "FileWrapper is not initialised (no file-like object)");
+    return nullptr;
+  }
+  return Py_NewRef(f);
+}
+
 PyObject* fw_iternext(PyObject* o) {
-  auto* self = reinterpret_cast<FileWrapper*>(o);
-  PyRef data(PyObject_CallMethod(self->filelike, "read", "n", self->blksize));
+  PyRef f(filelike_ref(o));
+  if (!f) return nullptr;
+  PyRef data(PyObject_CallMethod(f.get(), "read", "n", reinterpret_cast<FileWrapper*>(o)->blksize));
   if (!data) return nullptr;
-  if (PyObject_Length(data.get()) == 0) return nullptr;
+  Py_ssize_t n = PyObject_Length(data.get());
+  if (n < 0) return nullptr;  // Not sized: the TypeError stands.
+  if (n == 0) return nullptr;
   return data.release();
 }
 
 PyObject* fw_close(PyObject* o, PyObject*) {
-  auto* self = reinterpret_cast<FileWrapper*>(o);
-  if (PyObject_HasAttrString(self->filelike, "close")) {
-    PyRef r(PyObject_CallMethod(self->filelike, "close", nullptr));
+  PyRef f(filelike_ref(o));
+  if (!f) return nullptr;
+  if (PyObject_HasAttrString(f.get(), "close")) {
+    PyRef r(PyObject_CallMethod(f.get(), "close", nullptr));
     if (!r) return nullptr;
   }
   Py_RETURN_NONE;
@@ -177,7 +193,9 @@ PyTypeObject ErrorsType = [] {
 }();
 
 PyObject* file_wrapper_filelike(PyObject* wrapper) {
-  return reinterpret_cast<FileWrapper*>(wrapper)->filelike;
+  PyObject* f = reinterpret_cast<FileWrapper*>(wrapper)->filelike;
+  if (f == nullptr) PyErr_SetString(PyExc_ValueError, "FileWrapper is not initialised (no file-like object)");
+  return f;
 }
 
 void errors_flush_pending(PyObject* errors) {

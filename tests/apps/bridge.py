@@ -348,6 +348,22 @@ def print_errors(environ, start_response):
     return [b"printed"]
 
 
+# ---- FileWrapper
+
+
+@route("/fw-uninit")
+def fw_uninit(environ, start_response):
+    fw_type = environ["wsgi.file_wrapper"]
+    fw = fw_type.__new__(fw_type)
+    if query(environ).get("mode") == "return":
+        start_response("200 OK", PLAIN)
+        return fw
+    out = {"next": exc_name(lambda: next(iter(fw))), "close": exc_name(fw.close),
+           "filelike": exc_name(lambda: fw.filelike)}
+    start_response("200 OK", JSON)
+    return [json.dumps(out).encode()]
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
