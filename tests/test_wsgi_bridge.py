@@ -294,3 +294,12 @@ def test_uninitialised_file_wrapper_raises_cleanly(srv):
         then_ok(s)
     srv.wait_for("ValueError: FileWrapper is not initialised")
 
+
+def test_file_wrapper_reinitialised_by_its_file_is_sent_safely(srv):
+    # fileno() re-initialises the wrapper, dropping the file the server asked: the server holds
+    # its own references (and its own descriptor) for what it sends.
+    with srv.connect() as s:
+        s.sendall(b"GET /fw-reinit HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body, _ = read_response(s)
+        assert (status, headers["content-length"], body) == (200, str(len(STATIC)), STATIC)
+        then_ok(s)

@@ -10,6 +10,7 @@
 // With no body to send (HEAD, 204, 304) an iterable is not consumed: the head goes out as soon as
 // the status is known and the iterable is closed.
 // Script mode also takes str (UTF-8), bytes, None, and makes start_response optional.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,13 +51,18 @@ void call_close(PyObject* result, const std::string& path) {
   if (!r) log_exception(("Error closing the response of " + path).c_str());
 }
 
+// A file being sent: our own descriptor for it (a dup, so nothing the app
+// does to its file object, closing it included, changes what is read), and
+// the object whose close() ends the response.
 struct SentFile {
+  int fd;
   PyObject* owner;
   std::string path;
 };
 
 void close_sent_file(void* p) {
   std::unique_ptr<SentFile> f(static_cast<SentFile*>(p));
+  ::close(f->fd);
   Gil::Acquire gil;
   call_close(f->owner, f->path);
   Py_DECREF(f->owner);
@@ -415,13 +421,15 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
   // Files: a FileWrapper, or in script mode any object with fileno() and read().
   if (Py_IS_TYPE(res, &FileWrapperType) ||
       (call.lenient && PyObject_HasAttrString(res, "fileno") && PyObject_HasAttrString(res, "read"))) {
-    PyObject* file = Py_IS_TYPE(res, &FileWrapperType) ? file_wrapper_filelike(res) : res;
-    if (file == nullptr) {
+    // A strong reference: fileno() and tell() run app code, which could
+    // re-initialise the wrapper and drop the file it held.
+    PyRef file(Py_IS_TYPE(res, &FileWrapperType) ? Py_XNewRef(file_wrapper_filelike(res)) : Py_NewRef(res));
+    if (!file) {
       fail(call, "Error sending the file of");
       call_close(res, call.path);
       return nullptr;
     }
-    if (try_sendfile(call, res, file)) return nullptr;
+    if (try_sendfile(call, res, file.get())) return nullptr;
     if (PyErr_Occurred()) {
       fail(call, "Error sending the file of");
       call_close(res, call.path);
@@ -453,13 +461,19 @@ std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* resul
 }
 
 bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
-  int fd = PyObject_AsFileDescriptor(file);
-  if (fd < 0) {
+  int app_fd = PyObject_AsFileDescriptor(file);
+  if (app_fd < 0) {
     PyErr_Clear();
     return false;
   }
+  // Taken before any more app code runs (tell() below): the app's
+  // descriptor may be closed, even reused, before sendfile is done.
+  int fd = fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
   int64_t pos = -1;
   if (PyObject_HasAttrString(file, "tell")) {
     PyRef t(PyObject_CallMethod(file, "tell", nullptr));
@@ -470,12 +484,13 @@ bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
   if (pos < 0) pos = 0;
   int64_t len = std::max<int64_t>(0, static_cast<int64_t>(st.st_size) - pos);
   if (!send_head(call, len)) {
+    ::close(fd);
     fail(call, "Error in the response head of");
     call_close(owner, call.path);
     return true;
   }
   // The file stays open until sendfile is done: closing it is the release.
-  auto sent = std::make_unique<SentFile>(SentFile{Py_NewRef(owner), call.path});
+  auto sent = std::make_unique<SentFile>(SentFile{fd, Py_NewRef(owner), call.path});
   call.conn->write_body_file(fd, pos, len, Releaser{close_sent_file, sent.release()});
   finish(call);
   return true;

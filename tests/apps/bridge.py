@@ -364,6 +364,19 @@ def fw_uninit(environ, start_response):
     return [json.dumps(out).encode()]
 
 
+@route("/fw-reinit")
+def fw_reinit(environ, start_response):
+    # fileno() re-initialises the wrapper: the file the server was about to send is dropped.
+    class Sneaky(MutatingFile):
+        def fileno(self):
+            wrapper.__init__(open(STATIC, "rb"))  # noqa: SIM115
+            return super().fileno()
+
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    wrapper = environ["wsgi.file_wrapper"](Sneaky([]))
+    return wrapper
+
+
 def application(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
