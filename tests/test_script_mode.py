@@ -145,7 +145,7 @@ RETURNS = {
     "/tuple_bytes": (200, HTML, b"tuple", "length"),
     "/empty_list": (200, HTML, b"", "length"),
     "/gen": (200, HTML, "one two thrée".encode("utf-8"), "chunked"),
-    "/gen_single": (200, HTML, b"only", "length"),
+    "/gen_single": (200, HTML, b"only", "chunked"),
     "/gen_empty": (200, HTML, b"", "length"),
     "/bytesio": (200, HTML, b"in memory, no descriptor", None),
     "/none": (200, HTML, b"", "length"),

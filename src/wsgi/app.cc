@@ -4,9 +4,13 @@
 // What the app returns decides the path:
 //   list/tuple of bytes  -> Content-Length known, written at once (large items by reference, no copy)
 //   FileWrapper / file   -> sendfile(2) from the file's position
-//   any other iterable   -> a Stream pumped as the socket drains; Content-Length
-//                           when it yields a single chunk, else chunked (1.1) or close-delimited (1.0)
+//   any other iterable   -> a Stream: each block is sent as it is produced (PEP 3333 "Buffering
+//                           and Streaming"), chunked (1.1) or close-delimited (1.0); Content-Length
+//                           only when the app sets it, or 0 when nothing at all is produced
+// With no body to send (HEAD, 204, 304) an iterable is not consumed: the head goes out as soon as
+// the status is known and the iterable is closed.
 // Script mode also takes str (UTF-8), bytes, None, and makes start_response optional.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,22 +51,30 @@ void call_close(PyObject* result, const std::string& path) {
   if (!r) log_exception(("Error closing the response of " + path).c_str());
 }
 
+// A file being sent: our own descriptor for it (a dup, so nothing the app
+// does to its file object, closing it included, changes what is read), and
+// the object whose close() ends the response.
 struct SentFile {
+  int fd;
   PyObject* owner;
   std::string path;
 };
 
 void close_sent_file(void* p) {
   std::unique_ptr<SentFile> f(static_cast<SentFile*>(p));
+  ::close(f->fd);
   Gil::Acquire gil;
   call_close(f->owner, f->path);
   Py_DECREF(f->owner);
 }
 
-// Pumps a generic response iterable as the connection drains.
+// Pumps a generic response iterable. A block goes out (Connection::push)
+// before the iterator is asked for the next one: the next one may take long
+// to come, and PEP 3333 "Buffering and Streaming" forbids delaying a block
+// for it. The stream yields to the loop when the socket stops taking bytes.
 class Stream final : public ResponseStream {
  public:
-  Stream(App* app, std::unique_ptr<Call> call, PyRef result, PyRef iter)
+  Stream(App* app, CallPtr call, PyRef result, PyRef iter)
       : app_(app), call_(std::move(call)), result_(std::move(result)), iter_(std::move(iter)) {}
 
   ~Stream() override {
@@ -71,7 +83,6 @@ class Stream final : public ResponseStream {
     App::set_current(call_.get());
     call_close(result_.get(), call_->path);
     App::set_current(prev);
-    pending_.reset();
     iter_.reset();
     result_.reset();
     call_.reset();
@@ -90,74 +101,76 @@ class Stream final : public ResponseStream {
   bool pump_locked(Connection& c) {
     Call& call = *call_;
     for (;;) {
+      if (ended_without_body(call)) return true;
       PyObject* item = PyIter_Next(iter_.get());
+      advanced_ = true;
       if (item == nullptr) {
         if (PyErr_Occurred()) {
           app_->fail(call, "Error iterating the response of");
           return true;
         }
-        // The end. A body held back as the only chunk gets a Content-Length.
-        if (!call.head_sent) {
-          int64_t len = pending_ ? static_cast<int64_t>(item_size(pending_.get())) : 0;
-          if (!app_->send_head(call, len)) {
-            app_->fail(call, "Error in the response head of");
-            return true;
-          }
-        }
-        if (pending_ && !app_->write_item(call, pending_.get())) {
-          app_->fail(call, "Error in the response body of");
+        // The end before any non-empty block: the length is known, 0.
+        if (!call.head_sent && !app_->send_head(call, 0)) {
+          app_->fail(call, "Error in the response head of");
           return true;
         }
-        pending_.reset();
-        c.finish_response();
+        app_->finish(call);
         return true;
       }
       PyRef it(item);
-      if (!call.head_sent && !pending_) {
-        if (!PyBytes_Check(item) && !(call.lenient && PyUnicode_Check(item))) {
-          PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s", Py_TYPE(item)->tp_name);
-          app_->fail(call, "Error in the response body of");
-          return true;
-        }
-        // Headers leave with the first non-empty chunk (PEP 3333); hold it
-        // back to learn whether it is also the last.
-        if (item_size(item) > 0) pending_ = std::move(it);
-        continue;
-      }
-      if (pending_) {
-        bool ok = app_->send_head(call, -1) && app_->write_item(call, pending_.get());
-        pending_.reset();
-        if (!ok) {
-          app_->fail(call, "Error in the response of");
-          return true;
-        }
-      }
+      // PEP 3333 lets start_response come with the first item: the status
+      // may only be known now.
+      if (ended_without_body(call)) return true;
       if (!app_->write_item(call, item)) {
         app_->fail(call, "Error in the response body of");
         return true;
       }
-      if (c.output_congested() || c.client_gone()) return false;
+      // An empty block sends nothing, not even the head (PEP 3333: headers
+      // go with the first non-empty block), so the next one is asked for.
+      if (!call.head_sent) continue;
+      if (!c.push() || c.output_congested()) return false;
     }
   }
 
-  static size_t item_size(PyObject* item) {
-    if (PyBytes_Check(item)) return static_cast<size_t>(PyBytes_GET_SIZE(item));
-    Py_ssize_t n = 0;
-    if (PyUnicode_Check(item) && PyUnicode_AsUTF8AndSize(item, &n) == nullptr) PyErr_Clear();
-    return static_cast<size_t>(n);
+  // A response without a body (HEAD, 204, 304) does not consume its
+  // iterable: an endless one would hold the worker forever. Once the status
+  // is known the head goes out and the destructor closes the iterable.
+  // Returns true when it ended the response.
+  bool ended_without_body(Call& call) {
+    if (call.head_sent) {
+      if (!call.conn->response_has_no_body()) return false;
+    } else {
+      // Known once start_response was called; in script mode also once the
+      // iterable moved without calling it (the default status applies).
+      bool status_known = call.head.valid || (call.lenient && advanced_);
+      if (!status_known || !app_->no_body(call)) return false;
+      if (!app_->send_head(call, -1)) {
+        app_->fail(call, "Error in the response head of");
+        return true;
+      }
+    }
+    app_->finish(call);
+    return true;
   }
 
   App* app_;
-  std::unique_ptr<Call> call_;
+  CallPtr call_;
   PyRef result_;
   PyRef iter_;
-  PyRef pending_;
+  bool advanced_ = false;  // The iterator was asked for an item.
 };
+
+constexpr size_t kMaxFreeCalls = 16;
 
 }  // namespace
 
 Call::~Call() {
   if (input) input_detach(input.get());
+  if (writer) writer_detach(writer.get());
+}
+
+void CallRecycler::operator()(Call* call) const {
+  call->app->recycle(call);
 }
 
 void log_exception(const char* context) {
@@ -195,6 +208,8 @@ void log_exception(const char* context) {
 App::App(PyObject* target, const EnvironSettings& env, const AppSettings& settings)
     : target_(Py_NewRef(target)), env_settings_(env), settings_(settings) {}
 
+App::~App() = default;
+
 bool App::init() {
   if (PyList_Check(target_.get())) {
     // Script mode: (prefix, handler) pairs, validated by the Python loader.
@@ -216,21 +231,64 @@ bool App::init() {
     PyErr_SetString(PyExc_TypeError, "the application is not callable");
     return false;
   }
+  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0 ||
+      PyType_Ready(&WriterType) < 0)
+    return false;
   start_response_.reset(make_start_response());
-  default_status_.reset(PyUnicode_FromString("200 OK"));
-  default_headers_.reset(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
-  if (!start_response_ || !default_status_ || !default_headers_) return false;
-  if (PyType_Ready(&InputType) < 0 || PyType_Ready(&ErrorsType) < 0 || PyType_Ready(&FileWrapperType) < 0)
+  PyRef status(PyUnicode_FromString("200 OK"));
+  PyRef headers(Py_BuildValue("[(ss)]", "Content-Type", "text/html; charset=utf-8"));
+  if (!start_response_ || !status || !headers || !default_head_.assign(status.get(), headers.get(), nullptr))
     return false;
   return env_.init(env_settings_);
 }
 
-std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
-  Gil::Acquire gil;
-  auto call = std::make_unique<Call>();
+// Calls come from a small pool: the request path, the head snapshot, the
+// Input and the write() object keep their memory from one request to the next.
+CallPtr App::new_call(Connection& c) {
+  std::unique_ptr<Call> owned;
+  if (!free_calls_.empty()) {
+    owned = std::move(free_calls_.back());
+    free_calls_.pop_back();
+  } else {
+    owned = std::make_unique<Call>();
+  }
+  CallPtr call(owned.release());
   call->conn = &c;
   call->app = this;
   call->lenient = settings_.script_mode;
+  return call;
+}
+
+void App::recycle(Call* call) {
+  // Whatever the app kept of this request stops working now (RuntimeError).
+  if (call->input) input_detach(call->input.get());
+  if (call->writer_attached) writer_detach(call->writer.get());
+  call->writer_attached = false;
+  // A line the app left without its newline belongs to this request.
+  errors_flush_pending(env_.errors());
+  call->head.clear();
+  call->head_sent = false;
+  call->done = false;
+  call->conn = nullptr;
+  if (free_calls_.size() < kMaxFreeCalls)
+    free_calls_.emplace_back(call);
+  else
+    delete call;
+}
+
+bool App::no_body(const Call& call) const {
+  int code = call.head.valid ? call.head.code : default_head_.code;
+  return call.conn->head_request() || code == 204 || code == 304;
+}
+
+void App::finish(Call& call) {
+  call.conn->finish_response();
+  call.done = true;
+}
+
+std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
+  Gil::Acquire gil;
+  CallPtr call = new_call(c);
 
   // PATH_INFO is the percent-decoded path, without root_path (SCRIPT_NAME).
   std::string& path = call->path;
@@ -270,7 +328,11 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
     }
   }
 
-  call->input.reset(input_new(&c));
+  // wsgi.input: the previous request's object when nobody else kept it.
+  if (call->input && Py_REFCNT(call->input.get()) == 1)
+    input_attach(call->input.get(), &c);
+  else
+    call->input.reset(input_new(&c));
   if (!call->input) {
     fail(*call, "Error preparing");
     return nullptr;
@@ -294,7 +356,7 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
   return stream;
 }
 
-std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, PyObject* result_raw) {
+std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* result_raw) {
   PyRef result(result_raw);
   Call& call = *call_owner;
   Connection& c = *call.conn;
@@ -317,10 +379,13 @@ std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, P
       fail(call, "Error in the response head of");
       return nullptr;
     }
-    c.finish_response();
+    finish(call);
     return nullptr;
   }
   if (single != nullptr || PyList_CheckExact(res) || PyTuple_CheckExact(res)) {
+    // No Python code runs from here to the end of the writes (the head is a
+    // snapshot, items are bytes or str), so the list cannot change under
+    // these borrowed items.
     PyObject** items = single ? &single : PySequence_Fast_ITEMS(res);
     Py_ssize_t n = single ? 1 : PySequence_Fast_GET_SIZE(res);
     int64_t total = 0;
@@ -349,15 +414,22 @@ std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, P
     // Whole bodies go out by reference, without a copy: the references are
     // dropped as soon as the batch's write completes.
     for (Py_ssize_t i = 0; i < n; ++i) write_item(call, items[i], true);
-    c.finish_response();
+    finish(call);
     return nullptr;
   }
 
   // Files: a FileWrapper, or in script mode any object with fileno() and read().
   if (Py_IS_TYPE(res, &FileWrapperType) ||
       (call.lenient && PyObject_HasAttrString(res, "fileno") && PyObject_HasAttrString(res, "read"))) {
-    PyObject* file = Py_IS_TYPE(res, &FileWrapperType) ? file_wrapper_filelike(res) : res;
-    if (try_sendfile(call, res, file)) return nullptr;
+    // A strong reference: fileno() and tell() run app code, which could
+    // re-initialise the wrapper and drop the file it held.
+    PyRef file(Py_IS_TYPE(res, &FileWrapperType) ? Py_XNewRef(file_wrapper_filelike(res)) : Py_NewRef(res));
+    if (!file) {
+      fail(call, "Error sending the file of");
+      call_close(res, call.path);
+      return nullptr;
+    }
+    if (try_sendfile(call, res, file.get())) return nullptr;
     if (PyErr_Occurred()) {
       fail(call, "Error sending the file of");
       call_close(res, call.path);
@@ -389,13 +461,19 @@ std::unique_ptr<ResponseStream> App::respond(std::unique_ptr<Call> call_owner, P
 }
 
 bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
-  int fd = PyObject_AsFileDescriptor(file);
-  if (fd < 0) {
+  int app_fd = PyObject_AsFileDescriptor(file);
+  if (app_fd < 0) {
     PyErr_Clear();
     return false;
   }
+  // Taken before any more app code runs (tell() below): the app's
+  // descriptor may be closed, even reused, before sendfile is done.
+  int fd = fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
   int64_t pos = -1;
   if (PyObject_HasAttrString(file, "tell")) {
     PyRef t(PyObject_CallMethod(file, "tell", nullptr));
@@ -406,14 +484,15 @@ bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
   if (pos < 0) pos = 0;
   int64_t len = std::max<int64_t>(0, static_cast<int64_t>(st.st_size) - pos);
   if (!send_head(call, len)) {
+    ::close(fd);
     fail(call, "Error in the response head of");
     call_close(owner, call.path);
     return true;
   }
   // The file stays open until sendfile is done: closing it is the release.
-  auto sent = std::make_unique<SentFile>(SentFile{Py_NewRef(owner), call.path});
+  auto sent = std::make_unique<SentFile>(SentFile{fd, Py_NewRef(owner), call.path});
   call.conn->write_body_file(fd, pos, len, Releaser{close_sent_file, sent.release()});
-  call.conn->finish_response();
+  finish(call);
   return true;
 }
 
@@ -444,6 +523,7 @@ void App::fail(Call& call, const char* context) {
   what.append(" ");
   what.append(call.path);
   log_exception(what.c_str());
+  call.done = true;
   Connection& c = *call.conn;
   if (!c.head_started())
     c.send_error(c.body_failed() ? 400 : 500);

@@ -25,43 +25,64 @@ namespace fulmen::wsgi {
 
 // ---------------------------------------------------------------- GIL
 
+// Per thread: the depth and the saved thread state belong to the thread that
+// took them (a Python thread that calls into the bridge must never see, or
+// change, the loop thread's count).
+struct GilState {
+  int depth = 0;
+  PyThreadState* saved = nullptr;
+  bool loop_thread = false;
+};
+
 class Gil {
+  using State = GilState;
+  static inline thread_local State state_;
+
  public:
-  // RAII: holds the GIL for the scope (re-entrant).
+  // RAII: holds the GIL for the scope (re-entrant). The thread's state is
+  // looked up once (a thread_local costs a call in a shared object).
   class Acquire {
    public:
-    Acquire() {
-      if (depth_++ == 0) PyEval_RestoreThread(saved_);
+    Acquire() : s_(&state_) {
+      if (s_->depth++ == 0) PyEval_RestoreThread(s_->saved);
     }
     ~Acquire() {
-      if (--depth_ == 0) saved_ = PyEval_SaveThread();
+      if (--s_->depth == 0) s_->saved = PyEval_SaveThread();
     }
     Acquire(const Acquire&) = delete;
     Acquire& operator=(const Acquire&) = delete;
+
+   private:
+    State* s_;
   };
   // RAII: lets other Python threads run for the scope (blocking I/O, the loop).
   class Release {
    public:
-    Release() : depth_before_(depth_) {
-      depth_ = 0;
-      saved_ = PyEval_SaveThread();
+    Release() : s_(&state_), depth_before_(s_->depth) {
+      s_->depth = 0;
+      s_->saved = PyEval_SaveThread();
     }
     ~Release() {
-      PyEval_RestoreThread(saved_);
-      depth_ = depth_before_;
+      PyEval_RestoreThread(s_->saved);
+      s_->depth = depth_before_;
     }
     Release(const Release&) = delete;
     Release& operator=(const Release&) = delete;
 
    private:
+    State* s_;
     int depth_before_;
   };
-  // Called with the GIL held when a Python caller enters the core.
-  static void entered_from_python() { depth_ = 1; }
-
- private:
-  static inline int depth_ = 0;
-  static inline PyThreadState* saved_ = nullptr;
+  // Called with the GIL held when a Python caller enters the core (serve()).
+  // That thread runs the master and, after fork, the worker's loop.
+  static void entered_from_python() {
+    state_.depth = 1;
+    state_.loop_thread = true;
+  }
+  // True on the thread that runs the worker's loop. The per-request objects
+  // (write(), wsgi.input, start_response) act on the loop's connection
+  // without locks, so any other thread is refused (no --threads yet).
+  static bool on_loop_thread() { return state_.loop_thread; }
 };
 
 // Owning reference, released with the GIL held by the owner's caller.
@@ -96,18 +117,38 @@ void log_exception(const char* context);
 
 // ---------------------------------------------------------------- wsgi.input
 
+// One Input serves one request at a time. A detached Input (its request
+// ended) raises RuntimeError; so does a read from a thread other than the
+// loop's. An Input nobody else holds (refcount 1) is attached again to the
+// next request instead of allocating a new one.
 extern PyTypeObject InputType;
-PyObject* input_new(Connection* conn);  // New reference.
-void input_detach(PyObject* input);     // Later reads see end of body.
+PyObject* input_new(Connection* conn);  // New reference, attached to conn.
+void input_attach(PyObject* input, Connection* conn);
+void input_detach(PyObject* input);
+
+// ---------------------------------------------------------------- write()
+
+// The write callable start_response returns (PEP 3333 "The write()
+// Callable"), bound to one request; reused like an Input.
+struct Call;
+extern PyTypeObject WriterType;
+PyObject* writer_new(Call* call);  // New reference, attached to call.
+void writer_attach(PyObject* writer, Call* call);
+void writer_detach(PyObject* writer);
 
 // ---------------------------------------------------------------- wsgi.file_wrapper
 
 extern PyTypeObject FileWrapperType;
-PyObject* file_wrapper_filelike(PyObject* wrapper);  // Borrowed.
+// Borrowed; nullptr with a Python exception when the wrapper was never
+// initialised (FileWrapper.__new__ without __init__).
+PyObject* file_wrapper_filelike(PyObject* wrapper);
 
 // ---------------------------------------------------------------- wsgi.errors
 
+// wsgi.errors: text is logged a whole line at a time; a partial line waits in
+// the stream until its newline, flush(), or the end of the request.
 extern PyTypeObject ErrorsType;
+void errors_flush_pending(PyObject* errors);
 
 // ---------------------------------------------------------------- environ
 
@@ -137,6 +178,7 @@ class EnvironBuilder {
   bool set_script_path(PyObject* env, std::string_view script_prefix, std::string_view path_info);
 
   const std::string& root_path() const { return settings_.root_path; }
+  PyObject* errors() const { return errors_.get(); }  // The worker's wsgi.errors.
 
  private:
   struct KnownHeader {
@@ -150,7 +192,7 @@ class EnvironBuilder {
   std::vector<KnownHeader> known_;
   std::vector<int16_t> table_;  // open addressing over known_
   PyRef k_method_, k_path_, k_query_, k_protocol_, k_remote_addr_, k_remote_port_, k_raw_uri_, k_request_uri_,
-      k_input_, k_script_name_, k_http10_, k_http11_, k_empty_;
+      k_input_, k_script_name_, k_http10_, k_http11_, k_empty_, errors_;
   std::vector<std::pair<std::string, PyRef>> methods_;
 };
 
@@ -170,22 +212,72 @@ struct AppSettings {
 
 class App;
 
-// The per-request response state, shared by start_response and write().
+// The response status and headers as validated by start_response: a copy,
+// so an app that changes its header list afterwards changes nothing that is
+// sent (PEP 3333 leaves the list to the app; the server must not read it
+// again). The text is laid out as it goes on the wire, "Name: value\r\n" per
+// field after the status, so the head is written without another walk over
+// Python objects.
+struct ResponseHead {
+  struct Field {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t value_len;  // The value starts after "Name: ".
+  };
+  Buffer text;  // The status ("200 OK"), then the fields.
+  std::vector<Field> fields;
+  uint32_t status_len = 0;
+  int code = 0;
+  int64_t content_length = -1;  // From the app's Content-Length, if any.
+  bool app_server = false;      // The app sent its own Server / Date.
+  bool app_date = false;
+  bool valid = false;
+
+  std::string_view status() const { return {text.data(), status_len}; }
+  std::string_view name(const Field& f) const { return {text.data() + f.name_off, f.name_len}; }
+  std::string_view value(const Field& f) const { return {text.data() + f.name_off + f.name_len + 2, f.value_len}; }
+  void clear() {
+    text.clear();
+    fields.clear();
+    status_len = 0;
+    code = 0;
+    content_length = -1;
+    app_server = app_date = false;
+    valid = false;
+  }
+  // Validates status and headers (PEP 3333, RFC 9110) and copies them in;
+  // hop-by-hop fields are dropped (reported to app, when given). Returns
+  // false with a Python exception; *this is then unspecified.
+  bool assign(PyObject* status, PyObject* headers, App* app);
+};
+
+// The per-request state, shared by start_response, write() and wsgi.input.
+// Calls are pooled by the App: the buffers, the Input and the write callable
+// are reused from one request to the next.
 struct Call {
   Connection* conn = nullptr;
   App* app = nullptr;
-  PyRef status;
-  PyRef headers;
-  PyRef input;
+  ResponseHead head;  // Valid once start_response succeeded.
+  PyRef input;        // wsgi.input, attached to conn while the request lasts.
+  PyRef writer;       // write(), attached once start_response returned it.
+  bool writer_attached = false;
   bool head_sent = false;
+  bool done = false;     // finish_response / abort: nothing more may be written.
   bool lenient = false;  // Script mode: str bodies, optional start_response.
   std::string path;      // Request path, for log lines.
   ~Call();
 };
 
+// Returns a Call to its App's pool (the GIL must be held).
+struct CallRecycler {
+  void operator()(Call* call) const;
+};
+using CallPtr = std::unique_ptr<Call, CallRecycler>;
+
 class App final : public Handler {
  public:
   App(PyObject* target, const EnvironSettings& env, const AppSettings& settings);
+  ~App() override;
   bool init();  // Python exception on failure.
 
   std::unique_ptr<ResponseStream> handle(Connection& c, const RequestHead& head) override;
@@ -193,22 +285,37 @@ class App final : public Handler {
   void batch_begin() override { batch_gil_.emplace(); }
   void batch_end() override { batch_gil_.reset(); }
 
-  // Writes the response head from call's status and headers. Returns false
-  // with a Python exception when they are malformed.
+  // Writes the response head from call's status and headers (or the script
+  // mode default). Returns false with a Python exception when the app never
+  // called start_response.
   bool send_head(Call& call, int64_t known_length);
   // Produces one body piece (bytes, or str in lenient mode), by reference
   // when by_ref or when large, else copied. Returns false with a Python
   // exception when the item is of the wrong type.
   bool write_item(Call& call, PyObject* item, bool by_ref = false);
+  // Ends the response normally.
+  void finish(Call& call);
   // Handles an exception from the app: log, 500 or abort.
   void fail(Call& call, const char* context);
+  // The status is known (start_response was called, or the script-mode
+  // default applies) and it says the response has no body: HEAD, 204, 304
+  // (RFC 9110 9.3.2, 15.3.5, 15.4.5).
+  bool no_body(const Call& call) const;
 
   static Call* current() { return current_; }
   static void set_current(Call* c) { current_ = c; }
   PyObject* start_response() const { return start_response_.get(); }
 
+  // A hop-by-hop field from the app is dropped; say so once per worker.
+  void note_dropped_hop_by_hop(std::string_view name);
+
+  void recycle(Call* call);
+  // Where start_response validates a head before swapping it into the Call.
+  ResponseHead& scratch_head() { return scratch_head_; }
+
  private:
-  std::unique_ptr<ResponseStream> respond(std::unique_ptr<Call> call, PyObject* result);
+  CallPtr new_call(Connection& c);
+  std::unique_ptr<ResponseStream> respond(CallPtr call, PyObject* result);
   bool try_sendfile(Call& call, PyObject* result, PyObject* file);
 
   PyRef target_;
@@ -217,9 +324,11 @@ class App final : public Handler {
   EnvironSettings env_settings_;
   AppSettings settings_;
   PyRef start_response_;
-  PyRef default_headers_;
-  PyRef default_status_;
+  ResponseHead default_head_;  // Script mode without start_response.
+  ResponseHead scratch_head_;
+  std::vector<std::unique_ptr<Call>> free_calls_;
   std::optional<Gil::Acquire> batch_gil_;
+  bool hop_by_hop_logged_ = false;
   static inline Call* current_ = nullptr;
 };
 

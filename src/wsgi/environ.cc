@@ -141,8 +141,10 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
   }
 
   PyRef version(Py_BuildValue("(ii)", 1, 0));
-  PyRef errors(PyObject_CallNoArgs(reinterpret_cast<PyObject*>(&ErrorsType)));
-  if (!version || !errors) return false;
+  // One wsgi.errors per worker, kept so the end of each request can log a
+  // line the app left without its newline.
+  errors_.reset(PyObject_CallNoArgs(reinterpret_cast<PyObject*>(&ErrorsType)));
+  if (!version || !errors_) return false;
   for (const auto& l : settings_.listeners) {
     // Presized for a whole environ: PyDict_Copy clones the key table with its
     // capacity, so per-request inserts never grow (rehash) the copy.
@@ -157,7 +159,7 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
     if (!name || !port || !root || !scheme || !software) return false;
     Item items[] = {{"wsgi.version", version.get()},
                     {"wsgi.url_scheme", scheme.get()},
-                    {"wsgi.errors", errors.get()},
+                    {"wsgi.errors", errors_.get()},
                     {"wsgi.multithread", Py_False},
                     {"wsgi.multiprocess", settings_.multiprocess ? Py_True : Py_False},
                     {"wsgi.run_once", Py_False},

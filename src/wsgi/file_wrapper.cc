@@ -2,6 +2,9 @@
 // wsgi.errors. The server recognises a FileWrapper over a real file and sends
 // it with sendfile(2); iterating it is the portable fallback.
 
+#include <new>
+#include <string>
+
 #include "core/log.h"
 #include "wsgi/bridge.h"
 
@@ -25,18 +28,34 @@ int fw_init(PyObject* o, PyObject* args, PyObject* kwargs) {
   return 0;
 }
 
+// The wrapped object as a new reference (a read() may run code that calls
+// __init__ again and replaces it), or nullptr with ValueError when the
+// wrapper was made with FileWrapper.__new__ and never initialised.
+PyObject* filelike_ref(PyObject* o) {
+  PyObject* f = reinterpret_cast<FileWrapper*>(o)->filelike;
+  if (f == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "FileWrapper is not initialised (no file-like object)");
+    return nullptr;
+  }
+  return Py_NewRef(f);
+}
+
 PyObject* fw_iternext(PyObject* o) {
-  auto* self = reinterpret_cast<FileWrapper*>(o);
-  PyRef data(PyObject_CallMethod(self->filelike, "read", "n", self->blksize));
+  PyRef f(filelike_ref(o));
+  if (!f) return nullptr;
+  PyRef data(PyObject_CallMethod(f.get(), "read", "n", reinterpret_cast<FileWrapper*>(o)->blksize));
   if (!data) return nullptr;
-  if (PyObject_Length(data.get()) == 0) return nullptr;
+  Py_ssize_t n = PyObject_Length(data.get());
+  if (n < 0) return nullptr;  // Not sized: the TypeError stands.
+  if (n == 0) return nullptr;
   return data.release();
 }
 
 PyObject* fw_close(PyObject* o, PyObject*) {
-  auto* self = reinterpret_cast<FileWrapper*>(o);
-  if (PyObject_HasAttrString(self->filelike, "close")) {
-    PyRef r(PyObject_CallMethod(self->filelike, "close", nullptr));
+  PyRef f(filelike_ref(o));
+  if (!f) return nullptr;
+  if (PyObject_HasAttrString(f.get(), "close")) {
+    PyRef r(PyObject_CallMethod(f.get(), "close", nullptr));
     if (!r) return nullptr;
   }
   Py_RETURN_NONE;
@@ -69,11 +88,50 @@ PyMemberDef fw_members[] = {
 
 // ---------------------------------------------------------------- wsgi.errors
 
-PyObject* errors_write(PyObject*, PyObject* arg) {
+// print() writes its text and then "\n" in separate calls, so logging each
+// write as it comes makes one line per piece (and an empty ERROR line for the
+// newline). Text is held until its line is complete; all complete lines of a
+// write go out as one log entry (one write(2): a traceback stays together).
+struct Errors {
+  PyObject_HEAD std::string* pending;  // The start of a line not yet logged.
+};
+
+PyObject* errors_new(PyTypeObject* type, PyObject*, PyObject*) {
+  PyObject* o = type->tp_alloc(type, 0);
+  if (o == nullptr) return nullptr;
+  auto* pending = new (std::nothrow) std::string();
+  if (pending == nullptr) {
+    Py_DECREF(o);  // errors_dealloc copes with a null pending.
+    return PyErr_NoMemory();
+  }
+  reinterpret_cast<Errors*>(o)->pending = pending;
+  return o;
+}
+
+void errors_dealloc(PyObject* o) {
+  auto* self = reinterpret_cast<Errors*>(o);
+  if (self->pending != nullptr && !self->pending->empty()) log_text(LogLevel::kError, *self->pending);
+  delete self->pending;
+  Py_TYPE(o)->tp_free(o);
+}
+
+PyObject* errors_write(PyObject* o, PyObject* arg) {
   Py_ssize_t len;
   const char* s = PyUnicode_AsUTF8AndSize(arg, &len);
   if (s == nullptr) return nullptr;
-  log_text(LogLevel::kError, std::string_view(s, static_cast<size_t>(len)));
+  std::string& pending = *reinterpret_cast<Errors*>(o)->pending;
+  std::string_view text(s, static_cast<size_t>(len));
+  size_t last_nl = text.rfind('\n');
+  if (last_nl == std::string_view::npos) {
+    pending.append(text);
+  } else if (pending.empty()) {
+    log_text(LogLevel::kError, text.substr(0, last_nl));  // Empty (a lone "\n"): nothing is logged.
+    pending.assign(text.substr(last_nl + 1));
+  } else {
+    pending.append(text.substr(0, last_nl));
+    log_text(LogLevel::kError, pending);
+    pending.assign(text.substr(last_nl + 1));
+  }
   return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
 
@@ -89,14 +147,15 @@ PyObject* errors_writelines(PyObject* self, PyObject* lines) {
   Py_RETURN_NONE;
 }
 
-PyObject* errors_flush(PyObject*, PyObject*) {
+PyObject* errors_flush(PyObject* self, PyObject*) {
+  errors_flush_pending(self);
   Py_RETURN_NONE;
 }
 
 PyMethodDef errors_methods[] = {
-    {"write", errors_write, METH_O, "Writes a string to the server's error log."},
+    {"write", errors_write, METH_O, "Writes a string to the server's error log, a whole line at a time."},
     {"writelines", errors_writelines, METH_O, "Writes each string of an iterable to the error log."},
-    {"flush", errors_flush, METH_NOARGS, "No-op: every write goes out at once."},
+    {"flush", errors_flush, METH_NOARGS, "Logs a pending partial line."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
@@ -124,16 +183,26 @@ PyTypeObject FileWrapperType = [] {
 PyTypeObject ErrorsType = [] {
   PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
   t.tp_name = "fulmen._core.ErrorStream";
-  t.tp_basicsize = sizeof(PyObject);
+  t.tp_basicsize = sizeof(Errors);
   t.tp_flags = Py_TPFLAGS_DEFAULT;
-  t.tp_doc = "wsgi.errors: a text stream into the server's error log.";
-  t.tp_new = PyType_GenericNew;
+  t.tp_doc = "wsgi.errors: a text stream into the server's error log, logged a line at a time.";
+  t.tp_new = errors_new;
+  t.tp_dealloc = errors_dealloc;
   t.tp_methods = errors_methods;
   return t;
 }();
 
 PyObject* file_wrapper_filelike(PyObject* wrapper) {
-  return reinterpret_cast<FileWrapper*>(wrapper)->filelike;
+  PyObject* f = reinterpret_cast<FileWrapper*>(wrapper)->filelike;
+  if (f == nullptr) PyErr_SetString(PyExc_ValueError, "FileWrapper is not initialised (no file-like object)");
+  return f;
+}
+
+void errors_flush_pending(PyObject* errors) {
+  std::string* pending = reinterpret_cast<Errors*>(errors)->pending;
+  if (pending->empty()) return;
+  log_text(LogLevel::kError, *pending);
+  pending->clear();
 }
 
 }  // namespace fulmen::wsgi

@@ -3,22 +3,38 @@
 // blocks on this connection's socket (GIL released), as a synchronous WSGI
 // server must, bounded by body_timeout. Every read consumes what it copies as
 // it goes, so a read of any size streams through a bounded input buffer.
+//
+// An Input belongs to one request: once that request is over it is detached
+// and every read raises RuntimeError (a kept wsgi.input must not read the
+// body of whatever request the connection carries next). Reads from another
+// thread are refused too: they would block on the loop's socket and move the
+// GIL behind the loop's back.
 #include "wsgi/bridge.h"
 
 namespace fulmen::wsgi {
 namespace {
 
 struct Input {
-  PyObject_HEAD Connection* conn;  // nullptr once the request is over: reads see EOF.
+  PyObject_HEAD Connection* conn;  // nullptr once the request is over.
 };
+
+// The connection to read from, or nullptr with RuntimeError set.
+Connection* usable(Input* self) {
+  if (!Gil::on_loop_thread()) {
+    PyErr_SetString(PyExc_RuntimeError, "wsgi.input read from a thread other than the worker's; not supported");
+    return nullptr;
+  }
+  if (self->conn == nullptr) PyErr_SetString(PyExc_RuntimeError, "wsgi.input read after its request ended");
+  return self->conn;
+}
 
 // Waits for more body bytes. Returns 1 (more), 0 (end of body), or -1 with
 // OSError set.
-int fill(Input* self) {
+int fill(Connection* c) {
   int r;
   {
     Gil::Release nogil;
-    r = self->conn->body_fill_blocking(self->conn->body_read_deadline());
+    r = c->body_fill_blocking(c->body_read_deadline());
   }
   if (r < 0) PyErr_SetString(PyExc_OSError, "request body could not be read (client gone, too slow, or malformed)");
   return r;
@@ -27,8 +43,9 @@ int fill(Input* self) {
 // Reads up to `limit` bytes (SIZE_MAX: to the end), stopping after a newline
 // when `line` is set. Returns a new bytes object or nullptr with an exception.
 PyObject* read_impl(Input* self, size_t limit, bool line) {
-  Connection* c = self->conn;
-  if (c == nullptr || limit == 0) return PyBytes_FromStringAndSize(nullptr, 0);
+  Connection* c = usable(self);
+  if (c == nullptr) return nullptr;
+  if (limit == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   // The common case: everything asked for is already here, one copy.
   std::string_view avail = c->body_available();
   size_t n = std::min(limit, avail.size());
@@ -56,7 +73,7 @@ PyObject* read_impl(Input* self, size_t limit, bool line) {
     out.append(avail.data(), n);
     c->body_consume(n);
     if (found || out.size() == limit || c->body_complete()) break;
-    int r = fill(self);
+    int r = fill(c);
     if (r < 0) return nullptr;
     if (r == 0) break;
   }
@@ -143,6 +160,10 @@ PyObject* input_new(Connection* conn) {
   Input* self = PyObject_New(Input, &InputType);
   if (self) self->conn = conn;
   return reinterpret_cast<PyObject*>(self);
+}
+
+void input_attach(PyObject* input, Connection* conn) {
+  reinterpret_cast<Input*>(input)->conn = conn;
 }
 
 void input_detach(PyObject* input) {
