@@ -695,6 +695,41 @@ def test_13_12_sighup_to_process_group_keeps_request(serve):
     assert got == (200, b"slept")
 
 
+def test_13_9_endless_fast_stream_leaves_room_for_other_connections(serve):
+    # Found beside item 9: a stream whose client reads as fast as it is fed never congests the
+    # socket, so the worker never returned to its loop and every other connection waited forever.
+    srv = start(serve)
+    stop = threading.Event()
+    got = [0]
+    hose = srv.connect(timeout=5)
+    hose.sendall(req("GET", "/firehose"))
+
+    def drink():
+        while not stop.is_set():
+            try:
+                data = hose.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            got[0] += len(data)
+
+    th = threading.Thread(target=drink, daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 5
+        while got[0] < 1 << 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got[0] >= 1 << 20, "the stream did not flow"
+        t0 = time.monotonic()
+        assert fetch(srv, req("GET", "/"), timeout=3)[0] == 200
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        stop.set()
+        hose.close()
+        th.join(5)
+
+
 # ---------------------------------------------------------------- 11. parser and response audit
 
 

@@ -283,9 +283,17 @@ void Connection::process() {
       }
       case State::kStreaming: {
         begin_batch(batch);
+        pump_pending_ = false;
         bool done = ex_.stream->pump(*this);
         if (closing_) break;
-        if (done || ex_.finished || state_ == State::kClosing) end_exchange();
+        if (done || ex_.finished || state_ == State::kClosing) {
+          end_exchange();
+        } else if (!output_congested()) {
+          // The stream yielded with room to spare (a fair share of blocks):
+          // other connections run first, and the next loop turn pumps again.
+          pump_pending_ = true;
+          stop = true;
+        }
         break;
       }
       case State::kDiscard: {
@@ -487,6 +495,9 @@ uint64_t Connection::body_read_deadline() const {
 }
 
 bool Connection::push() {
+  // Another small write follows (the next block, the last chunk): without
+  // this, Nagle would hold it until the client acknowledges the first.
+  ensure_nodelay();
   return flush();
 }
 
@@ -603,8 +614,8 @@ void Connection::end_headers(int64_t known_length) {
     } else if (ex_.version_minor >= 1) {
       queue_copy("Transfer-Encoding: chunked\r\n", 28);
       ex_.chunked_out = !ex_.no_body;
-    } else {
-      ex_.keep_alive = false;  // Close-delimited (RFC 9112 6.3 point 8).
+    } else if (!ex_.no_body) {
+      ex_.keep_alive = false;  // Close-delimited (RFC 9112 6.3 point 8); a HEAD answer has no body to delimit.
     }
   }
   if (stop_after_ || worker_.stopping()) ex_.keep_alive = false;
@@ -793,7 +804,7 @@ void Connection::update_poll() {
   int events = 0;
   if (!peer_eof_ && !input_full() && !budget_wait_ && state_ != State::kClosing) events |= UV_READABLE;
   if (state_ == State::kLinger) events = UV_READABLE;
-  if (want_write_) events |= UV_WRITABLE;
+  if (want_write_ || pump_pending_) events |= UV_WRITABLE;
   if (events == poll_events_) return;
   poll_events_ = events;
   if (events == 0)

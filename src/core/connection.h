@@ -194,7 +194,8 @@ class Connection {
   bool stop_after_ = false;  // Graceful shutdown: close after this response.
   bool in_process_ = false;
   bool nodelay_ = false;
-  bool budget_wait_ = false;  // Reading waits for the worker's input budget.
+  bool budget_wait_ = false;   // Reading waits for the worker's input budget.
+  bool pump_pending_ = false;  // The stream yielded its turn: pump again when writable.
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.

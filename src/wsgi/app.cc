@@ -25,6 +25,8 @@ namespace {
 // Streamed chunks at least this long are queued by reference instead of
 // copied (smaller ones cost less to copy than to track).
 constexpr size_t kRefThreshold = 16384;
+// Blocks one pump of a stream produces at most before other connections get a turn.
+constexpr size_t kBlocksPerPump = 64;
 
 void decref_with_gil(void* o) {
   Gil::Acquire gil;
@@ -100,6 +102,10 @@ class Stream final : public ResponseStream {
  private:
   bool pump_locked(Connection& c) {
     Call& call = *call_;
+    // A stream to a client that reads as fast as it is fed never congests
+    // the socket: after this many blocks the pump hands the loop back to
+    // the worker's other connections and is called again on the next turn.
+    size_t blocks = 0;
     for (;;) {
       if (ended_without_body(call)) return true;
       PyObject* item = PyIter_Next(iter_.get());
@@ -128,7 +134,7 @@ class Stream final : public ResponseStream {
       // An empty block sends nothing, not even the head (PEP 3333: headers
       // go with the first non-empty block), so the next one is asked for.
       if (!call.head_sent) continue;
-      if (!c.push() || c.output_congested()) return false;
+      if (!c.push() || c.output_congested() || ++blocks >= kBlocksPerPump) return false;
     }
   }
 

@@ -28,13 +28,13 @@ Connection* usable(Input* self) {
   return self->conn;
 }
 
-// Waits for more body bytes. Returns 1 (more), 0 (end of body), or -1 with
-// OSError set.
-int fill(Connection* c) {
+// Waits for more body bytes, until deadline_ms at the latest. Returns 1
+// (more), 0 (end of body), or -1 with OSError set.
+int fill(Connection* c, uint64_t deadline_ms) {
   int r;
   {
     Gil::Release nogil;
-    r = c->body_fill_blocking(c->body_read_deadline());
+    r = c->body_fill_blocking(deadline_ms);
   }
   if (r < 0) PyErr_SetString(PyExc_OSError, "request body could not be read (client gone, too slow, or malformed)");
   return r;
@@ -58,6 +58,9 @@ PyObject* read_impl(Input* self, size_t limit, bool line) {
     if (b) c->body_consume(n);
     return b;
   }
+  // One read call waits body_timeout in total, however the bytes trickle
+  // in: the loop thread is blocked meanwhile (issue 13 item 3).
+  uint64_t deadline = c->body_read_deadline();
   std::string out;
   for (;;) {
     avail = c->body_available();
@@ -73,7 +76,7 @@ PyObject* read_impl(Input* self, size_t limit, bool line) {
     out.append(avail.data(), n);
     c->body_consume(n);
     if (found || out.size() == limit || c->body_complete()) break;
-    int r = fill(c);
+    int r = fill(c, deadline);
     if (r < 0) return nullptr;
     if (r == 0) break;
   }

@@ -88,6 +88,13 @@ def flask_app():
 FLASK = flask_app()
 
 
+def firehose():
+    block = b"f" * 512
+    while True:
+        sum(range(200))
+        yield block
+
+
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     q = environ.get("QUERY_STRING", "")
@@ -124,6 +131,10 @@ def application(environ, start_response):
 
         return body()
     # ---- 4: bodies that must not be sent (HEAD, 204)
+    if path == "/firehose":
+        # An endless stream that a fast client keeps up with: small blocks, a little work each.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return tracked("firehose", firehose())
     if path == "/sse":
         start_response("200 OK", [("Content-Type", "text/event-stream")])
         return tracked("sse", sse())
