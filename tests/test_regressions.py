@@ -473,7 +473,10 @@ def test_13_7_input_memory_budget_back_pressure(serve):
     assert results == [(200, str(MiB).encode())] * n
     growth = vm_hwm(worker) - hwm0
     print(f"worker VmHWM growth over the burst: {growth / MiB:.1f} MiB")
-    assert growth < 24 * MiB
+    # Under ASan freed memory sits in quarantine and every block has redzones: RSS says nothing
+    # about the server's own bound there, so the bound is checked on the normal build only.
+    if not os.environ.get("FULMEN_SANITIZER_PRELOAD"):
+        assert growth < 24 * MiB
 
 
 # ---------------------------------------------------------------- 8. slow reader of a large response
