@@ -219,7 +219,9 @@ def _gunicorn(*extra: str) -> Callable[[Launch], list[str]]:
     ]
 
 
-def _fulmen(executable: Callable[[Launch], str]) -> Callable[[Launch], list[str]]:
+def _fulmen(
+    executable: Callable[[Launch], str], target: Callable[[Launch], str] = _target
+) -> Callable[[Launch], list[str]]:
     return lambda l: [
         executable(l),
         "--bind",
@@ -228,7 +230,7 @@ def _fulmen(executable: Callable[[Launch], str]) -> Callable[[Launch], list[str]
         "1",
         "--log-level",
         "warning",
-        _target(l),
+        target(l),
     ]
 
 
@@ -276,16 +278,7 @@ SERVERS: list[Server] = [
         "fulmen-script",
         "fulmen",
         frozenset(HELLO_SCENARIOS),
-        lambda l: [
-            str(l.bin / "fulmen"),
-            "--bind",
-            f"{HOST}:{l.port}",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            str(APPS / "script_hello.py"),
-        ],
+        _fulmen(lambda l: str(l.bin / "fulmen"), lambda l: str(APPS / "script_hello.py")),
         "fulmen, 1 worker, script mode (the seed's hello script: 12-byte body)",
         expected_hello=SCRIPT_HELLO,
     ),

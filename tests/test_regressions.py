@@ -532,28 +532,24 @@ def test_13_8_slow_reader_curl(serve):
 # ---------------------------------------------------------------- 9. streaming
 
 
-def test_13_9_generator_chunks_are_sent_as_yielded(serve):
-    srv = start(serve)
+def assert_streamed(srv, path: str, first: bytes, whole: bytes) -> None:
+    """The first block of path's body arrives within 0.3 s; the whole body follows."""
     with srv.connect(timeout=5) as s:
-        s.sendall(req("GET", "/trickle"))
-        took, raw = first_body_bytes(s, b"line\n", 3.0)
-        assert took < 0.3, f"first line after {took:.2f} s"
+        s.sendall(req("GET", path))
+        took, raw = first_body_bytes(s, first, 3.0)
+        assert took < 0.3, f"{first!r} after {took:.2f} s"
         s.settimeout(5)
         _PENDING.setdefault(s, bytearray()).extend(raw)
         status, _, body, _ = read_raw(s)
-        assert (status, body) == (200, b"line\n" * 4)
+        assert (status, body) == (200, whole)
+
+
+def test_13_9_generator_chunks_are_sent_as_yielded(serve):
+    assert_streamed(start(serve), "/trickle", b"line\n", b"line\n" * 4)
 
 
 def test_13_9_write_is_sent_at_once(serve):
-    srv = start(serve)
-    with srv.connect(timeout=5) as s:
-        s.sendall(req("GET", "/write-trickle"))
-        took, raw = first_body_bytes(s, b"a", 3.0)
-        assert took < 0.3, f"'a' after {took:.2f} s"
-        s.settimeout(5)
-        _PENDING.setdefault(s, bytearray()).extend(raw)
-        status, _, body, _ = read_raw(s)
-        assert (status, body) == (200, b"ab")
+    assert_streamed(start(serve), "/write-trickle", b"a", b"ab")
 
 
 # ---------------------------------------------------------------- 10. what the app sends
