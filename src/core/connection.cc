@@ -20,8 +20,7 @@
 namespace fulmen {
 namespace {
 
-// Bodies smaller than this are copied into the output buffer; larger ones are
-// queued by reference (see write_body_ref) by the caller's choice.
+// What one recv asks for at least; the buffer grows when less room is left.
 constexpr size_t kReadChunk = 16384;
 
 uint64_t now_ms(const Worker& w) {
@@ -41,7 +40,13 @@ Connection::~Connection() {
   ex_.stream.reset();
   release_input();
   out_.release_memory();
-  if (budget_wait_) worker_.budget_waiter_gone();
+  stop_budget_wait();
+}
+
+void Connection::stop_budget_wait() {
+  if (!budget_wait_) return;
+  budget_wait_ = false;
+  worker_.budget_waiter_gone();
 }
 
 void Connection::release_input() {
@@ -123,11 +128,11 @@ size_t Connection::input_cap() const {
 }
 
 bool Connection::input_full() const {
-  return in_.allocated() && in_.room() == 0 && (budget_wait_ || in_.capacity() >= input_cap());
+  return in_.allocated() && in_.room() == 0 && in_.capacity() >= input_cap();
 }
 
 void Connection::on_budget() {
-  budget_wait_ = false;
+  stop_budget_wait();
   if (closing_) return;
   on_readable();
 }
@@ -265,13 +270,10 @@ void Connection::process() {
           stop = true;  // Wait for more of the body.
           break;
         }
-        if (budget_wait_) {
-          // The worker's input budget is spent: rather than wait for room
-          // that other waiting bodies hold too (each would wait for the
-          // others), call the app now; it reads the rest of the body itself.
-          budget_wait_ = false;
-          worker_.budget_waiter_gone();
-        }
+        // When the worker's input budget is spent, rather than wait for room
+        // that other waiting bodies hold too (each would wait for the
+        // others), the app is called now; it reads the rest of the body itself.
+        stop_budget_wait();
         if (ex_.reparse) {
           // Parse the head again in place (its views may also have moved with the buffer).
           parse_request(in_.data() + ex_.head_start, ex_.head_len, &worker_.scratch_head(), worker_.config().limits);
@@ -523,10 +525,7 @@ int Connection::body_fill_blocking(uint64_t deadline_ms) {
     uint64_t timeout = deadline_ms > now ? deadline_ms - now : 0;
     int n = recv_into_input();
     if (n == -ENOBUFS) {
-      if (budget_wait_) {
-        budget_wait_ = false;
-        worker_.budget_waiter_gone();
-      }
+      stop_budget_wait();
       // Only a reader that never consumes can fill the buffer; waiting for the
       // socket would spin, so this is an error rather than a stall.
       ex_.body_error = true;
@@ -560,7 +559,11 @@ int Connection::body_fill_blocking(uint64_t deadline_ms) {
 void Connection::start_response(std::string_view status, int code, bool app_server, bool app_date) {
   ex_.head_started = true;
   ex_.status = code;
-  ex_.no_body = ex_.head_request || code < 200 || code == 204 || code == 304;
+  ex_.no_body = status_has_no_body(code);
+  // A 2xx to CONNECT has no framing headers (RFC 9110 9.3.6): a WSGI server
+  // provides no tunnel, so what the app sends goes out close-delimited and
+  // the connection ends (the parser never keeps a CONNECT connection alive).
+  ex_.tunnel = ex_.connect && code >= 200 && code < 300;
   queue_copy("HTTP/1.1 ", 9);
   queue_copy(status.data(), status.size());
   queue_copy("\r\n", 2);
@@ -577,7 +580,7 @@ void Connection::start_response(std::string_view status, int code, bool app_serv
 
 void Connection::add_header(std::string_view name, std::string_view value) {
   if (name.size() == 14 && iequals(name, "content-length")) {
-    if (ex_.connect && ex_.status >= 200 && ex_.status < 300) return;  // RFC 9110 9.3.6
+    if (ex_.tunnel) return;  // RFC 9110 9.3.6
     int64_t v = 0;
     bool ok = !value.empty() && value.size() <= 18;
     for (char ch : value) {
@@ -598,12 +601,8 @@ void Connection::add_header(std::string_view name, std::string_view value) {
 
 void Connection::end_headers(int64_t known_length) {
   char line[64];
-  // A 2xx to CONNECT has no framing headers (RFC 9110 9.3.6): a WSGI server
-  // provides no tunnel, so what the app sends goes out close-delimited and
-  // the connection ends (the parser never keeps a CONNECT connection alive).
-  bool tunnel = ex_.connect && ex_.status >= 200 && ex_.status < 300;
-  if (tunnel) ex_.keep_alive = false;
-  if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && !tunnel && ex_.declared_length < 0) {
+  if (ex_.tunnel) ex_.keep_alive = false;
+  if (ex_.status >= 200 && ex_.status != 204 && ex_.status != 304 && !ex_.tunnel && ex_.declared_length < 0) {
     if (known_length >= 0) {
       memcpy(line, "Content-Length: ", 16);
       size_t n = 16 + format_decimal(static_cast<uint64_t>(known_length), line + 16);
@@ -724,11 +723,11 @@ bool Connection::flush() {
   if (!out_.empty()) {
     size_t written = 0;
     OutputQueue::Result r = out_.write_to(fd_, &written);
-    if (written > 0) progress_ = now_ms(worker_);
+    // Progress is a write that moved bytes, or the first that found the socket full.
+    if (written > 0 || (r == OutputQueue::Result::kAgain && !want_write_)) progress_ = now_ms(worker_);
     switch (r) {
       case OutputQueue::Result::kDone: break;
       case OutputQueue::Result::kAgain:
-        if (!want_write_ && written == 0) progress_ = now_ms(worker_);
         want_write_ = true;
         update_poll();
         return true;
@@ -741,7 +740,7 @@ bool Connection::flush() {
     }
     // The keep-alive wait starts once the last response has left, not when
     // it was queued (issue 13 item 8).
-    if (state_ == State::kIdle) state_since_ = now_ms(worker_);
+    if (state_ == State::kIdle) state_since_ = progress_;
   }
   // Everything is out.
   want_write_ = false;
@@ -815,7 +814,7 @@ void Connection::update_poll() {
 
 // ---------------------------------------------------------------- lifecycle
 
-void Connection::on_tick(uint64_t now) {
+void Connection::on_tick(uint64_t now, const Timeouts& timeouts) {
   if (closing_) return;
   DeadlineView v;
   v.phase = state_;
@@ -824,7 +823,7 @@ void Connection::on_tick(uint64_t now) {
   v.output_queued = !out_.empty();
   v.write_blocked = want_write_;
   v.input_pending = pos_ < in_.size() && state_ == State::kIdle;
-  switch (expired(v, worker_.config().timeouts(), now)) {
+  switch (expired(v, timeouts, now)) {
     case Expiry::kNone: break;
     case Expiry::kIdle: on_idle_expired(); break;
     case Expiry::kHead:

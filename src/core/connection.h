@@ -92,10 +92,11 @@ class Connection {
   void send_error(int status);
 
   bool head_started() const { return ex_.head_started; }
-  // The request is HEAD: a response head is all that is sent.
-  bool head_request() const { return ex_.head_request; }
-  // True after start_response() when the response has no body (HEAD, 1xx,
-  // 204, 304): the handler should finish at once (issue 13 item 4).
+  // Whether a response with this status carries no body for this request:
+  // HEAD, 1xx, 204, 304 (RFC 9110 9.3.2, 15.3.5, 15.4.5). The handler may ask
+  // before start_response(), to finish at once (issue 13 item 4).
+  bool status_has_no_body(int code) const { return ex_.head_request || code < 200 || code == 204 || code == 304; }
+  // True after start_response() when the response has no body.
   bool response_has_no_body() const { return ex_.no_body; }
   // Writes what is queued now, without waiting (PEP 3333: a streamed block
   // is not delayed). Returns false when the client is gone.
@@ -109,7 +110,7 @@ class Connection {
 
   // ---- For the worker.
   // The deadline sweep: acts on whatever expired at now_ms.
-  void on_tick(uint64_t now_ms);
+  void on_tick(uint64_t now_ms, const Timeouts& timeouts);
   void shutdown_gracefully();  // Closes now if idle, else after the current response.
   void close();                // Closes now.
   bool idle() const { return state_ == State::kIdle && pos_ == in_.size() && out_.empty(); }
@@ -126,7 +127,8 @@ class Connection {
   struct Exchange {
     int version_minor = 1;
     bool head_request = false;
-    bool connect = false;  // CONNECT: a 2xx answer has no framing and no body (RFC 9110 9.3.6).
+    bool connect = false;  // A CONNECT request.
+    bool tunnel = false;   // A 2xx answer to CONNECT: no framing headers, close-delimited (RFC 9110 9.3.6).
     bool keep_alive = true;
     bool expect_continue = false;
     bool continue_sent = false;
@@ -173,7 +175,8 @@ class Connection {
   void release_input();
   void update_poll();
   void on_idle_expired();
-  void fail();  // Hard error on the socket: close without further I/O.
+  void stop_budget_wait();  // No longer a budget waiter (the worker's count follows).
+  void fail();              // Hard error on the socket: close without further I/O.
   int recv_into_input();
   void ensure_nodelay();
   size_t input_cap() const;

@@ -19,12 +19,13 @@ enum class Phase : uint8_t {
   kLinger,     // Output sent, write side shut; draining input before close.
 };
 
+// The values come from WorkerConfig::timeouts(), where the defaults live.
 struct Timeouts {
-  uint64_t keepalive_ms = 5000;  // Idle between requests.
-  uint64_t header_ms = 10000;    // A whole request head, from its first byte.
-  uint64_t body_ms = 30000;      // Between two pieces of request body.
-  uint64_t send_ms = 30000;      // Between two pieces of response progress.
-  uint64_t linger_ms = 2000;     // Draining input after our last response.
+  uint64_t keepalive_ms = 0;  // Idle between requests.
+  uint64_t header_ms = 0;     // A whole request head, from its first byte.
+  uint64_t body_ms = 0;       // Between two pieces of request body.
+  uint64_t send_ms = 0;       // Between two pieces of response progress.
+  uint64_t linger_ms = 0;     // Draining input after our last response.
 };
 
 struct DeadlineView {

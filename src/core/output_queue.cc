@@ -63,9 +63,12 @@ void OutputQueue::append_file(int file_fd, uint64_t offset, uint64_t len, Releas
 // bytes come from the file's offset, not its position, so a partial send is
 // simply read again next time.
 ssize_t OutputQueue::write_file(int fd, Segment& s) {
-  auto off = static_cast<off_t>(s.off);
-  ssize_t n = ::sendfile(fd, s.file_fd, &off, static_cast<size_t>(std::min(s.len, kFileChunk)));
-  if (n >= 0 || (errno != EINVAL && errno != ENOSYS)) return n;
+  if (!s.copy) {
+    auto off = static_cast<off_t>(s.off);
+    ssize_t n = ::sendfile(fd, s.file_fd, &off, static_cast<size_t>(std::min(s.len, kFileChunk)));
+    if (n >= 0 || (errno != EINVAL && errno != ENOSYS)) return n;
+    s.copy = true;  // The file will not splice later either.
+  }
   char bounce[kCopyChunk];
   ssize_t got = ::pread(s.file_fd, bounce, static_cast<size_t>(std::min<uint64_t>(s.len, sizeof bounce)),
                         static_cast<off_t>(s.off));

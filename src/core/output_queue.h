@@ -63,6 +63,7 @@ class OutputQueue {
     uint64_t off;     // kCopy: offset into buf_; kFile: file offset
     uint64_t len;
     Releaser release;
+    bool copy = false;  // kFile: sendfile refused this file; pread+send from now on.
   };
 
   ssize_t write_file(int fd, Segment& s);

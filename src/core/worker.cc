@@ -258,9 +258,10 @@ void Worker::on_check(uv_check_t* check) {
 void Worker::sweep() {
   uint64_t now = clock_ms_.now_ms();
   next_sweep_ = now + kTickMs;
+  const Timeouts timeouts = config_.timeouts();
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto next = std::next(it);  // on_tick may close (not erase) the connection.
-    it->on_tick(now);
+    it->on_tick(now, timeouts);
     it = next;
   }
 }
@@ -282,10 +283,7 @@ void Worker::on_wake(uv_timer_t* timer) {
   auto* w = static_cast<Worker*>(timer->data);
   for (auto it = w->conns_.begin(); it != w->conns_.end() && w->budget_waiters_ > 0;) {
     auto next = std::next(it);
-    if (it->waiting_for_budget()) {
-      w->budget_waiter_gone();
-      it->on_budget();
-    }
+    if (it->waiting_for_budget()) it->on_budget();
     it = next;
   }
 }

@@ -40,12 +40,17 @@ struct WorkerConfig {
   bool reuse_port = false;
   int backlog = 4096;
 
+  // After our last response (an error), input is drained this long before
+  // the close, so the client reads the answer instead of a reset.
+  static constexpr uint64_t kLingerMs = 2000;
+
   Timeouts timeouts() const {
     Timeouts t;
     t.keepalive_ms = keepalive_ms;
     t.header_ms = header_ms;
     t.body_ms = body_ms;
     t.send_ms = send_ms;
+    t.linger_ms = kLingerMs;
     return t;
   }
 };

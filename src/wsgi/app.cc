@@ -283,8 +283,7 @@ void App::recycle(Call* call) {
 }
 
 bool App::no_body(const Call& call) const {
-  int code = call.head.valid ? call.head.code : default_head_.code;
-  return call.conn->head_request() || code == 204 || code == 304;
+  return call.conn->status_has_no_body(call.head.valid ? call.head.code : default_head_.code);
 }
 
 void App::finish(Call& call) {

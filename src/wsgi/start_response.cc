@@ -26,21 +26,6 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-// Case-insensitive comparison of a validated field name (a token, RFC 9110
-// 5.6.2) with a lower-case name: for token characters, c | 0x20 is the
-// lower-case letter exactly when c is that letter in either case.
-bool token_is(std::string_view name, std::string_view lower) {
-  if (name.size() != lower.size()) return false;
-  unsigned diff = 0;
-  for (size_t i = 0; i < name.size(); ++i)
-    diff |= static_cast<unsigned char>(name[i] | 0x20) ^ static_cast<unsigned char>(lower[i]);
-  return diff == 0;
-}
-
-void append(Buffer& b, std::string_view s) {
-  b.append(s.data(), s.size());
-}
-
 // RFC 9110 8.6: Content-Length = 1*DIGIT. Optional whitespace around the
 // value is not part of it (RFC 9110 5.5) and is trimmed; anything else
 // (signs, inner spaces, lists, empty) is refused. 18 digits fit in int64_t.
@@ -234,8 +219,8 @@ bool ResponseHead::assign(PyObject* status, PyObject* headers, App* app) {
                  status);
     return false;
   }
-  append(text, st);
-  if (st.size() == 3) append(text, " ");
+  text.append(st);
+  if (st.size() == 3) text.append(" ");
   status_len = static_cast<uint32_t>(text.size());
 
   // Headers: a list of (str, str) with valid names and values. No Python
@@ -268,7 +253,7 @@ bool ResponseHead::assign(PyObject* status, PyObject* headers, App* app) {
       if (app != nullptr) app->note_dropped_hop_by_hop(name);
       continue;
     }
-    if (token_is(name, "content-length")) {
+    if (iequals(name, "content-length")) {
       std::string_view digits;
       int64_t n;
       if (!parse_content_length(value, &digits, &n)) {
@@ -287,9 +272,9 @@ bool ResponseHead::assign(PyObject* status, PyObject* headers, App* app) {
       }
       content_length = n;
       value = digits;
-    } else if (token_is(name, "server")) {
+    } else if (iequals(name, "server")) {
       app_server = true;
-    } else if (token_is(name, "date")) {
+    } else if (iequals(name, "date")) {
       app_date = true;
     }
     // "Name: value\r\n", written in one go.
