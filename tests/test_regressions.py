@@ -323,23 +323,35 @@ def test_13_3_total_deadline_for_blocking_body_reads(serve):
 # ---------------------------------------------------------------- 4. bodies that are never sent
 
 
+def head_within(s: socket.socket, raw: bytes):
+    """Sends raw; returns (status, headers, elapsed) of the answer's head, or status "timed out"
+    when none comes within the socket's timeout."""
+    t0 = time.monotonic()
+    s.sendall(raw)
+    try:
+        status, headers, _, _ = read_raw(s, head_only=True)
+    except socket.timeout:
+        status, headers = "timed out", {}
+    return status, headers, time.monotonic() - t0
+
+
+def wait_generator_closed(srv, tag: str, what: str) -> None:
+    """Waits (2 s at most) until the app's generator tagged `tag` has had close() called."""
+    deadline = time.monotonic() + 2
+    while get(srv, f"/gens?{tag}") != (200, b"1"):
+        assert time.monotonic() < deadline, f"close() was not called on the {what}'s generator"
+        time.sleep(0.05)
+
+
 def test_13_4_head_with_endless_generator(serve):
     srv = start(serve)
     assert get(srv, "/gens?sse") == (200, b"0")
     with srv.connect(timeout=2) as s:
-        t0 = time.monotonic()
-        s.sendall(req("HEAD", "/sse"))
-        try:
-            status, headers, _, _ = read_raw(s, head_only=True)
-        except socket.timeout:
-            status, headers = "timed out", {}
-        assert status == 200 and time.monotonic() - t0 < 2
+        status, headers, took = head_within(s, req("HEAD", "/sse"))
+        assert status == 200 and took < 2
         assert headers["content-type"] == "text/event-stream"
         # The generator was closed (PEP 3333), not left running.
-        deadline = time.monotonic() + 2
-        while get(srv, "/gens?sse") != (200, b"1"):
-            assert time.monotonic() < deadline, "close() was not called on the HEAD's generator"
-            time.sleep(0.05)
+        wait_generator_closed(srv, "sse", "HEAD")
     t1 = time.monotonic()
     assert get(srv, "/", timeout=1) == (200, b"hello\n")
     assert time.monotonic() - t1 < 1
@@ -348,19 +360,11 @@ def test_13_4_head_with_endless_generator(serve):
 def test_13_4_204_with_endless_generator(serve):
     srv = start(serve)
     with srv.connect(timeout=2) as s:
-        t0 = time.monotonic()
-        s.sendall(req("GET", "/no-content"))
-        try:
-            status, headers, _, _ = read_raw(s, head_only=True)
-        except socket.timeout:
-            status, headers = "timed out", {}
-        assert status == 204 and time.monotonic() - t0 < 2
+        status, headers, took = head_within(s, req("GET", "/no-content"))
+        assert status == 204 and took < 2
         assert "content-length" not in headers and "transfer-encoding" not in headers
         assert_nothing_follows(s, headers)
-    deadline = time.monotonic() + 2
-    while get(srv, "/gens?nocontent") != (200, b"1"):
-        assert time.monotonic() < deadline, "close() was not called on the 204's generator"
-        time.sleep(0.05)
+    wait_generator_closed(srv, "nocontent", "204")
 
 
 # ---------------------------------------------------------------- 5. write() and wsgi.input are per request
