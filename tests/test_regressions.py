@@ -490,12 +490,33 @@ def test_13_8_slow_reader_of_large_keepalive_response(serve):
     srv = start(serve, "--keepalive-timeout", "1", "--send-timeout", "10")
     size = 20 * MiB
     rate = 4 * MiB  # bytes per second: the transfer takes about 5 s
+    # Beside the slow reader, a fast client keeps using its own keep-alive connection: the
+    # slow one must cost it nothing.
+    done = threading.Event()
+    fast: list[float] = []
+    fast_errors: list[str] = []
+
+    def fast_client() -> None:
+        try:
+            with srv.connect(timeout=3) as f:
+                while not done.is_set():
+                    t = time.monotonic()
+                    f.sendall(HELLO)
+                    if read_raw(f)[:3:2] != (200, b"hello\n"):
+                        fast_errors.append("bad answer")
+                    fast.append(time.monotonic() - t)
+                    done.wait(0.1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            fast_errors.append(repr(e))
+
+    fast_thread = threading.Thread(target=fast_client, daemon=True)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     s.settimeout(5)
     with s:
         s.connect((srv.host, srv.port))
         s.sendall(req("GET", "/big20"))
+        fast_thread.start()
         buf = bytearray()
         t0 = time.monotonic()
         body_at = -1
@@ -512,9 +533,13 @@ def test_13_8_slow_reader_of_large_keepalive_response(serve):
             ahead = len(buf) / rate - (time.monotonic() - t0)
             if ahead > 0:
                 time.sleep(ahead)
+        done.set()
+        fast_thread.join(5)
         got = len(buf) - body_at if body_at >= 0 else 0
         assert got == size, f"{got} of {size} bytes after {time.monotonic() - t0:.1f} s"
         assert time.monotonic() - t0 > 3  # really a slow read
+        assert not fast_errors and len(fast) >= 10, (fast_errors, len(fast))
+        assert max(fast) < 0.5, f"the fast client waited {max(fast):.2f} s beside the slow reader"
         s.sendall(HELLO)
         status, _, body, _ = read_raw(s)
         assert (status, body) == (200, b"hello\n")
