@@ -192,6 +192,8 @@ def test_reuse_port_spreads_connections_over_workers(serve):
     for _ in range(40):  # new connections: the kernel hashes each to one of the group's sockets
         pids.add(pid_of_response(srv))
     assert pids == set(srv.worker_pids())
-    # Every worker listens on the shared socket and on one of its own.
+    # Every worker listens on the shared socket and on one of its own (once the sockets of the
+    # connections just made are closed: the server closes its end after the client's).
+    srv.check_no_leaked_connections()
     for pid in srv.worker_pids():
         assert srv.socket_fds(pid) == srv.socket_fds(srv.proc.pid) + 1
