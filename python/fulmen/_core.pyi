@@ -39,6 +39,17 @@ class Options(TypedDict):
     # Application.
     chdir: str  # already applied by Python; "" = unset
     root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Server mechanics (already applied by Python: pid file, daemon, users, titles).
+    wsgi_app: str
+    pidfile: str  # "" = none
+    daemon: bool
+    user: str | int | None
+    group: str | int | None
+    initgroups: bool
+    umask: int
+    pythonpath: list[str]
+    raw_env: list[str]
+    proc_name: str
     # Logging.
     log_level: str  # "debug" | "info" | "warning" | "error" | "critical"
     # Configuration and commands (already handled by Python).
