@@ -48,6 +48,9 @@ def _never(raw: object) -> bool:
     return False
 
 
+_never.__doc__ = ""
+
+
 def _norm(raw: object) -> object:
     return raw.strip().lower() if isinstance(raw, str) else raw
 
@@ -60,6 +63,8 @@ def _one_of(*values: object) -> Callable[[object], bool]:
         value = _norm(raw)
         return any(value == w and type(value) is type(w) for w in wanted)
 
+    # What the docs show as the accepted values.
+    accepts.__doc__ = ", ".join(f"`{v!r}`" for v in values if not (isinstance(v, str) and v.isdigit()))
     return accepts
 
 
@@ -120,6 +125,7 @@ def _field_size(raw: object) -> int:
 
 
 def _existing_dir_or_none(raw: object) -> bool:
+    """an existing directory"""
     if raw is None:
         return True
     if isinstance(raw, str) and os.path.isdir(raw):
@@ -128,7 +134,13 @@ def _existing_dir_or_none(raw: object) -> bool:
 
 
 def _any(raw: object) -> bool:
+    """any value"""
     return True
+
+
+def _default_control_socket(raw: object) -> bool:
+    """gunicorn's default path (`.../gunicorn.ctl`)"""
+    return raw is None or (isinstance(raw, str) and raw.endswith("gunicorn.ctl"))
 
 
 _SYNC_WORKERS: Final = (
@@ -347,7 +359,7 @@ GUNICORN: Final[tuple[GunicornSetting, ...]] = (
     _lacks("dirty_worker_exit", (), VALUE, _DIRTY_NOTE),
     # ---- control socket ----
     _lacks("control_socket", ("--control-socket",), VALUE, "no control socket: use signals (docs/lifecycle.md)",
-           lambda raw: raw is None or (isinstance(raw, str) and raw.endswith("gunicorn.ctl"))),
+           _default_control_socket),
     _lacks("control_socket_mode", ("--control-socket-mode",), VALUE, "no control socket",
            _one_of(0o600, "0o600", "0600", "384")),
     _lacks("control_socket_disable", ("--no-control-socket",), FLAG, "there is no control socket to disable",

@@ -1008,7 +1008,11 @@ class _Source:
             raise SettingError(where, str(error)) from None
         shown = "a function" if callable(raw) and not isinstance(raw, type) else _shown(raw)
         if target is None:
-            self.settings.gunicorn.append(f"# {where} = {shown}: accepted, nothing to set ({row.note})")
+            if row.target is not None:  # a setting of another part of fulmen, absent from this build
+                why = f"gunicorn's default; this build has no {row.target} setting: {row.note}"
+            else:
+                why = row.note
+            self.settings.gunicorn.append(f"# {where} = {shown}: accepted, nothing to set ({why})")
             return
         setting = BY_NAME[target]
         self.give(setting, value, where, origin)
