@@ -345,3 +345,25 @@ def test_fulmen_run_accepts_gunicorn_names(tmp_path: Path) -> None:
                          cwd=tmp_path)
     assert out.stdout.startswith("refused: worker_class: gunicorn setting not supported by fulmen"), out
 
+
+
+def test_gunicorn_conf_in_current_directory_is_read_without_c(tmp_path: Path) -> None:
+    # As gunicorn: "gunicorn app" -> "fulmen app" reads ./gunicorn.conf.py too.
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\nkeepalive = 7\n")
+    result = fulmen_cmd("--print-config", cwd=tmp_path)
+    values = effective(result)
+    assert values["workers"] == (3, "gunicorn.conf.py")
+    assert values["keepalive_timeout"] == (7.0, "gunicorn.conf.py: keepalive")
+    assert "Reading ./gunicorn.conf.py, gunicorn's default config file" in result.stderr
+    (tmp_path / "other.py").write_text("workers = 5\n")
+    assert effective(fulmen_cmd("-c", "other.py", "--print-config", cwd=tmp_path))["workers"] == (5, "other.py")
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [("unix:///tmp/x.sock", "unix:/tmp/x.sock"), ("unix:/tmp/x.sock", "unix:/tmp/x.sock"),
+     ("tcp://127.0.0.1:9000", "127.0.0.1:9000")],
+)
+def test_gunicorn_bind_spellings(tmp_path: Path, bind: str, expected: str) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text(f"bind = {bind!r}\n")
+    assert effective(fulmen_cmd("--print-config", cwd=tmp_path))["bind"][0] == [expected]

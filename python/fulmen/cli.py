@@ -28,7 +28,7 @@ import re
 import socket
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -62,6 +62,8 @@ from .settings import (
 __all__ = ["BindError", "CoreUnavailable", "ExitCode", "main", "open_listeners", "run_app", "start"]
 
 PROG = "fulmen"
+#: The config file gunicorn reads from the current directory when -c is not given.
+GUNICORN_DEFAULT_CONFIG = "gunicorn.conf.py"
 
 
 class ExitCode(enum.IntEnum):
@@ -477,7 +479,7 @@ LISTEN_FDS_START = 3
 _ACTIVATION_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
-def inherited_listeners(environ: dict[str, str] | os._Environ[str]) -> list[Listener]:
+def inherited_listeners(environ: MutableMapping[str, str]) -> list[Listener]:
     """The listening sockets systemd passed (socket activation), or [].
 
     They count only when ``LISTEN_PID`` is this process: otherwise the
@@ -599,7 +601,9 @@ def serve(loaded: Loaded, settings: Settings) -> int:
         for listener in listeners:
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
         # As gunicorn's "Current configuration", on one line.
-        _log.logger.debug("Settings: %s", ", ".join(f"{k}={v!r}" for k, v in settings.values.items()))
+        # raw_env shows names only: its values are often secrets.
+        shown = {**settings.values, "raw_env": [item.partition("=")[0] + "=..." for item in settings["raw_env"]]}
+        _log.logger.debug("Settings: %s", ", ".join(f"{k}={v!r}" for k, v in shown.items()))
         name = settings["proc_name"] or loaded.label
         process.set_title(f"{PROG}: master [{name}]", f"{PROG}: master")
         process.install_worker_setup(identity, f"{PROG}: worker [{name}]", os.getpid())
@@ -660,6 +664,10 @@ def _main(argv: list[str]) -> int:
         return exit_.code if isinstance(exit_.code, int) else ExitCode.OK
 
     given = _given(namespace)
+    if "config" not in given and "FULMEN_CONFIG" not in os.environ and os.path.isfile(GUNICORN_DEFAULT_CONFIG):
+        # As gunicorn: its config file in the current directory is read
+        # without -c, so that "gunicorn" -> "fulmen" is the whole change.
+        given["config"] = GUNICORN_DEFAULT_CONFIG
     try:
         settings = resolve(given, os.environ)
     except ConfigFileError as error:
@@ -668,6 +676,8 @@ def _main(argv: list[str]) -> int:
         return _fail(str(error), ExitCode.USAGE)
 
     _log.configure(settings["log_level"])
+    if given.get("config") == GUNICORN_DEFAULT_CONFIG and "config" not in vars(namespace):
+        _log.logger.info("Reading ./%s, gunicorn's default config file (-c reads another)", GUNICORN_DEFAULT_CONFIG)
     for warning in settings.warnings:
         _log.logger.warning("%s", warning)
 

@@ -472,10 +472,13 @@ def parse_address(text: str) -> Address:
     ``:PORT`` (empty host) means every IPv4 interface, 0.0.0.0; write
     ``[::]:PORT`` for every IPv6 interface. A relative unix socket path is made
     absolute against the current directory, i.e. before --chdir applies.
+    gunicorn's spellings ``unix://PATH`` and ``tcp://HOST:PORT`` are read too.
     """
     text = text.strip()
+    if text.startswith("tcp://"):
+        text = text[len("tcp://") :]
     if text.startswith("unix:"):
-        path = text[len("unix:") :]
+        path = text[len("unix://") :] if text.startswith("unix://") else text[len("unix:") :]
         if not path:
             raise InvalidValue(f"'unix:' needs a socket path, got {_shown(text)}")
         path = os.path.abspath(path)
@@ -866,7 +869,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "The file is executed as Python; each top-level name that is a setting name "
             "sets it (`workers = 4`, `bind = ['127.0.0.1:8000', 'unix:/run/app.sock']`). "
             "Other names are ignored, so the file may import modules and compute values. "
-            "Values may be typed Python values or strings, as on the command line."
+            "Values may be typed Python values or strings, as on the command line. "
+            "gunicorn's names are read too (`keepalive`, `limit_request_line`, "
+            "`worker_class`...; docs/deploy.md lists them all), so a gunicorn.conf.py "
+            "works as it is; as gunicorn, `./gunicorn.conf.py` is read when no config "
+            "file is named and it exists."
         ),
         short="-c", metavar="FILE", sources=frozenset({CLI, ENV}),
     ),
