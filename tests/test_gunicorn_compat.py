@@ -367,3 +367,23 @@ def test_gunicorn_conf_in_current_directory_is_read_without_c(tmp_path: Path) ->
 def test_gunicorn_bind_spellings(tmp_path: Path, bind: str, expected: str) -> None:
     (tmp_path / "gunicorn.conf.py").write_text(f"bind = {bind!r}\n")
     assert effective(fulmen_cmd("--print-config", cwd=tmp_path))["bind"][0] == [expected]
+
+
+def test_gunicorn_cmd_args_from_the_environment(tmp_path: Path) -> None:
+    env = {"GUNICORN_CMD_ARGS": "--workers=3 --keep-alive 9 -b '127.0.0.1:9001'"}
+    values = effective(fulmen_cmd("--print-config", cwd=tmp_path, env=env))
+    assert values["workers"] == (3, "GUNICORN_CMD_ARGS: --workers")
+    assert values["keepalive_timeout"] == (9.0, "GUNICORN_CMD_ARGS: --keep-alive")
+    assert values["bind"] == (["127.0.0.1:9001"], "GUNICORN_CMD_ARGS: --bind")
+    # The command line wins over it, as in gunicorn; FULMEN_* too.
+    values = effective(fulmen_cmd("-w", "2", "--print-config", cwd=tmp_path,
+                                  env={**env, "FULMEN_KEEPALIVE_TIMEOUT": "4"}))
+    assert values["workers"] == (2, "--workers")
+    assert values["keepalive_timeout"] == (4.0, "FULMEN_KEEPALIVE_TIMEOUT")
+    result = fulmen_cmd("--print-config", cwd=tmp_path, env={"GUNICORN_CMD_ARGS": "-k gevent"})
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(
+        "fulmen: error: GUNICORN_CMD_ARGS: --worker-class: gunicorn setting not supported by fulmen (got 'gevent')")
+    result = fulmen_cmd("--print-config", cwd=tmp_path, env={"GUNICORN_CMD_ARGS": "--wokers 2"})
+    assert one_error_line(result) == (
+        "fulmen: error: GUNICORN_CMD_ARGS: --wokers: unknown option (did you mean --workers?)")

@@ -54,6 +54,10 @@ flags `--name` and `--no-name`.
 `fulmen --print-config [options]` prints the effective settings, each with the
 source it came from, in the config file syntax.
 
+gunicorn's flags and config-file names (and `GUNICORN_CMD_ARGS`) are read too,
+each as the fulmen setting it matches; [deploy.md](deploy.md#moving-from-gunicorn)
+lists every one of them and what fulmen does with it.
+
 A bad value stops fulmen with one line naming its source and exit status 2,
 e.g. `fulmen: error: --workers: expected an integer >= 1, got 'x'`.
 

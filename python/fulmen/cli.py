@@ -25,6 +25,7 @@ import difflib
 import enum
 import os
 import re
+import shlex
 import socket
 import stat
 import sys
@@ -664,12 +665,30 @@ def _main(argv: list[str]) -> int:
         return exit_.code if isinstance(exit_.code, int) else ExitCode.OK
 
     given = _given(namespace)
-    if "config" not in given and "FULMEN_CONFIG" not in os.environ and os.path.isfile(GUNICORN_DEFAULT_CONFIG):
+    env_args: dict[str, object] = {}
+    if os.environ.get("GUNICORN_CMD_ARGS", "").strip():
+        # gunicorn's options from the environment, read as gunicorn reads them.
+        try:
+            words = shlex.split(os.environ["GUNICORN_CMD_ARGS"])
+            env_namespace = build_parser().parse_args(words)
+        except (UsageError, ValueError) as error:
+            return _fail(f"GUNICORN_CMD_ARGS: {error}", ExitCode.USAGE)
+        except SystemExit:  # --help or --version in the variable
+            return _fail("GUNICORN_CMD_ARGS: --help and --version are for the command line", ExitCode.USAGE)
+        if env_namespace.target is not None:
+            return _fail(f"GUNICORN_CMD_ARGS: {env_namespace.target}: give TARGET on the command line", ExitCode.USAGE)
+        env_args = _given(env_namespace)
+    if (
+        "config" not in given
+        and "config" not in env_args
+        and "FULMEN_CONFIG" not in os.environ
+        and os.path.isfile(GUNICORN_DEFAULT_CONFIG)
+    ):
         # As gunicorn: its config file in the current directory is read
         # without -c, so that "gunicorn" -> "fulmen" is the whole change.
         given["config"] = GUNICORN_DEFAULT_CONFIG
     try:
-        settings = resolve(given, os.environ)
+        settings = resolve(given, os.environ, env_args=env_args)
     except ConfigFileError as error:
         return _fail(str(error), ExitCode.USAGE, error.details)
     except SettingError as error:

@@ -1059,12 +1059,15 @@ def resolve(
     environ: Mapping[str, str],
     *,
     label: Callable[[str], str] = cli_label,
+    env_args: Mapping[str, object] | None = None,
 ) -> Settings:
     """Merge defaults, config file, environment and *given* into ``Settings``.
 
     *given* maps setting names -- or gunicorn's names, see ``fulmen.gunicorn``
     -- to raw values from the highest-precedence source (the command line, or
     ``fulmen.run``'s keyword arguments); *label* names them in error messages.
+    *env_args* are the same from gunicorn's ``GUNICORN_CMD_ARGS``, parsed by
+    the caller: between the config file and the ``FULMEN_*`` variables.
     Raises ``SettingError`` (a ``ValueError``) for the first bad value,
     ``ConfigFileError`` if the config file raises.
     """
@@ -1084,12 +1087,23 @@ def resolve(
     config_env = ENV_PREFIX + "CONFIG"
     if "config" in given:
         config_path = _convert(config, given["config"], label("config"))
+    elif env_args and "config" in env_args:
+        config_path = _convert(config, env_args["config"], f"GUNICORN_CMD_ARGS: {label('config')}")
     elif config_env in environ:
         config_path = _convert(config, environ[config_env], config_env, from_env=True)
     else:
         config_path = ""
     if config_path:
         _from_config_file(config_path, settings)
+
+    if env_args:
+        source = _Source(settings)
+        for name, raw in sorted(env_args.items(), key=lambda item: item[0] not in BY_NAME):
+            where = f"GUNICORN_CMD_ARGS: {label(name)}"
+            if name in BY_NAME:
+                source.give(BY_NAME[name], raw, where, where)
+            else:
+                source.give_gunicorn(name, raw, where, where)
 
     env_names = [s.env for s in SETTINGS if s.env]
     for name in environ:
