@@ -574,15 +574,14 @@ def _open_sockets(settings: Settings, identity: process.Identity) -> list[Listen
     return open_listeners(settings["bind"], settings["backlog"], settings["reuse_port"], settings["umask"], owner)
 
 
-def serve(loaded: Loaded, settings: Settings) -> int:
-    """Open the listeners and run ``fulmen._core.serve``; return its status.
+def _open_and_detach(settings: Settings, name: str) -> tuple[list[Listener], process.PidFile | None]:
+    """The master's process duties before the core runs; returns its sockets and pid file.
 
-    In order: the sockets are opened (failures are reported to the caller's
-    terminal), ``--daemon`` detaches, the pid file is written, the titles and
-    the workers' user are arranged, and the core runs. The pid file and any
-    unix socket file fulmen created are removed when it returns.
+    In order: the pid file is checked, the sockets are opened (inherited or
+    bound; failures still reach the caller's terminal), ``--daemon`` detaches,
+    the pid file is written, and the titles and the workers' user are set up.
+    The caller closes the sockets and removes the pid file when it is done.
     """
-    core = _import_core()
     identity = _identity(settings)
     pidfile = process.PidFile(settings["pidfile"]) if settings["pidfile"] else None
     if pidfile is not None:
@@ -599,15 +598,25 @@ def serve(loaded: Loaded, settings: Settings) -> int:
             pidfile.create()
         if settings["daemon"]:
             ready()
+    except BaseException:
+        close_listeners(listeners)
+        raise
+    # As gunicorn's "Current configuration", on one line; raw_env shows names
+    # only, as its values are often secrets.
+    shown = {**settings.values, "raw_env": [item.partition("=")[0] + "=..." for item in settings["raw_env"]]}
+    _log.logger.debug("Settings: %s", ", ".join(f"{k}={v!r}" for k, v in shown.items()))
+    process.set_title(f"{PROG}: master [{name}]", f"{PROG}: master")
+    process.install_worker_setup(identity, f"{PROG}: worker [{name}]", os.getpid())
+    return listeners, pidfile
+
+
+def serve(loaded: Loaded, settings: Settings) -> int:
+    """Open the listeners and run ``fulmen._core.serve``; return its status."""
+    core = _import_core()
+    listeners, pidfile = _open_and_detach(settings, settings["proc_name"] or loaded.label)
+    try:
         for listener in listeners:
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
-        # As gunicorn's "Current configuration", on one line.
-        # raw_env shows names only: its values are often secrets.
-        shown = {**settings.values, "raw_env": [item.partition("=")[0] + "=..." for item in settings["raw_env"]]}
-        _log.logger.debug("Settings: %s", ", ".join(f"{k}={v!r}" for k, v in shown.items()))
-        name = settings["proc_name"] or loaded.label
-        process.set_title(f"{PROG}: master [{name}]", f"{PROG}: master")
-        process.install_worker_setup(identity, f"{PROG}: worker [{name}]", os.getpid())
         options = settings.options()
         options["script_mode"] = loaded.script_mode
         options["multiprocess"] = settings["workers"] > 1

@@ -205,8 +205,16 @@ class Identity:
         """Look the names up; raises ``KeyError`` naming an unknown one."""
         uid = gid = None
         name = None
-        if user is not None:
-            entry = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+        if isinstance(user, int):
+            uid = user
+            try:
+                entry = pwd.getpwuid(user)
+            except KeyError:
+                pass  # a bare uid (containers often run as one): the group stays unless --group
+            else:
+                name, gid = entry.pw_name, entry.pw_gid
+        elif user is not None:
+            entry = pwd.getpwnam(user)
             uid, name = entry.pw_uid, entry.pw_name
             gid = entry.pw_gid  # the user's primary group unless --group says otherwise
         if group is not None:
