@@ -373,3 +373,13 @@ def test_daemon_detaches_and_serves(tmp_path: Path) -> None:
         wait_gone(daemon)
     assert not pidfile.exists()
     assert re.search(r"Shutting down: master", log.read_text())
+
+
+@needs_root
+def test_bare_numeric_uid(serve) -> None:
+    # A uid with no passwd entry, as containers often use: it is taken as it is.
+    uid = 54321
+    assert all(entry.pw_uid != uid for entry in pwd.getpwall())
+    srv = serve("--user", str(uid), "--group", str(uid), "--preload", "opsapp")
+    who = json.loads(get(srv, "/who")[1])
+    assert (who["uid"], who["gid"], who["groups"]) == (uid, uid, [])

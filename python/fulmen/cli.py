@@ -134,6 +134,10 @@ def _rephrase(message: str, options: Sequence[str]) -> str:
 
 def _default_text(setting: Setting) -> str:
     value = setting.default
+    if value is None:
+        return "unset"
+    if value == []:
+        return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -151,6 +155,11 @@ def _help_text(setting: Setting) -> str:
         notes.append(f"default: {_default_text(setting)}")
     if setting.env:
         notes.append(f"env: {setting.env}")
+    # gunicorn's spellings of it, from the alias table.
+    own = {setting.flag, setting.short}
+    spellings = [f for row in gunicorn.GUNICORN if row.target == setting.name for f in row.flags if f not in own]
+    if spellings:
+        notes.append("gunicorn: " + ", ".join(spellings))
     text = setting.help + (f" [{'; '.join(notes)}]" if notes else "")
     return text.replace("%", "%%")  # argparse formats help with %
 
