@@ -20,7 +20,7 @@ SOURCES := pyproject.toml CMakeLists.txt LICENSE $(shell find src python -type f
 # Stamps made through pattern rules are kept (not deleted as intermediate files).
 .SECONDARY:
 
-.PHONY: run test tools test-cpp test-py test-asan test-wheels wheels fuzz-smoke format format-check deps venvs bench clean
+.PHONY: run test tools test-cpp test-py test-e2e test-asan test-wheels wheels fuzz-smoke format format-check deps venvs bench clean
 
 # The system tools that make test uses, installed with apt-get when missing (tools/need.sh).
 tools:
@@ -87,14 +87,18 @@ build/cpp-tests/ok: $(shell find src tests/cpp fuzz -type f) CMakeLists.txt | to
 test-cpp: build/cpp-tests/ok
 	cd build/cpp-tests && ctest --output-on-failure
 
-# The end-to-end suite on every Python, JOBS runs at a time; each prints its Python.
+# The end-to-end suite on every Python, and on the ASan+UBSan build, side by side
+# (PYTEST_JOBS at a time); each run prints its Python.
+PYTEST_JOBS ?= 3
 test-py: venvs
-	JOBS=$(JOBS) tools/run_pytests.sh $(PY_TAGS)
+	JOBS=$(PYTEST_JOBS) tools/run_pytests.sh $(PY_TAGS)
+
+test-e2e: venvs .venv-asan/ok
+	JOBS=$(PYTEST_JOBS) tools/run_pytests.sh $(PY_TAGS) asan
 
 # The extension built with ASan+UBSan, and the end-to-end suite run against it. The
 # sanitizer runtime is preloaded into the server processes only (tests/conftest.py); a
 # sanitizer report or crash in a server log fails the test that caused it.
-ASAN_RT := $(shell gcc -print-file-name=libasan.so)
 .venv-asan/ok: $(SOURCES) | tools
 	[ -x .venv-asan/bin/python ] || $(PY311) -m venv .venv-asan
 	.venv-asan/bin/python -m pip install -q --upgrade pip && \
@@ -103,9 +107,7 @@ ASAN_RT := $(shell gcc -print-file-name=libasan.so)
 	  -C cmake.build-type=RelWithDebInfo -C build-dir=build/asan && touch $@
 
 test-asan: .venv-asan/ok
-	FULMEN_SANITIZER_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/test_cli.py
+	tools/run_pytests.sh asan
 
 # A short libFuzzer run per target (clang), seeded with the committed corpora.
 FUZZ_SECONDS ?= 20
@@ -121,7 +123,7 @@ fuzz-smoke: tools
 	  ! ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null | grep -q . || exit 1; \
 	done
 
-test: tools format-check test-cpp fuzz-smoke test-wheels test-py test-asan
+test: tools format-check test-cpp fuzz-smoke test-wheels test-e2e
 
 bench: .venv-311/ok
 	.venv-311/bin/python bench/run.py
