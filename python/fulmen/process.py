@@ -314,9 +314,10 @@ def install_worker_setup(identity: Identity, title: str, master_pid: int) -> Non
     """Arrange for each worker the core forks to take *identity* and *title*.
 
     Runs from ``os.register_at_fork(after_in_child=...)``, which the core
-    triggers (``PyOS_AfterFork_Child``) first thing in a new worker. Only a
-    fork made by fulmen's own code in the master counts: a process the
-    application forks, in a worker or in the master, is left alone. A worker
+    triggers (``PyOS_AfterFork_Child``) first thing in a new worker. Only the
+    core's forks count -- the Python code running then is ``fulmen.cli``'s
+    call of ``fulmen._core.serve`` -- so a process forked by Python code (the
+    application's, or a re-exec of the master on USR2) is left alone. A worker
     that cannot switch user exits with status 3, which stops the server:
     serving as root when told not to is never the fallback.
     """
@@ -326,7 +327,7 @@ def install_worker_setup(identity: Identity, title: str, master_pid: int) -> Non
         if not worker_setup_enabled or os.getppid() != master_pid:
             return
         caller = sys._getframe(1)  # the Python code that was running when the fork happened
-        if not str(caller.f_globals.get("__name__", "")).startswith("fulmen."):
+        if caller.f_globals.get("__name__") != "fulmen.cli":
             return
         set_title(title, "fulmen: worker")
         changing = identity.changes
