@@ -387,3 +387,22 @@ def test_gunicorn_cmd_args_from_the_environment(tmp_path: Path) -> None:
     result = fulmen_cmd("--print-config", cwd=tmp_path, env={"GUNICORN_CMD_ARGS": "--wokers 2"})
     assert one_error_line(result) == (
         "fulmen: error: GUNICORN_CMD_ARGS: --wokers: unknown option (did you mean --workers?)")
+
+
+def test_alias_table_is_consistent() -> None:
+    from fulmen import gunicorn, settings
+
+    names = [row.name for row in gunicorn.GUNICORN]
+    assert len(names) == len(set(names))
+    flags = [flag for row in gunicorn.GUNICORN for flag in row.flags]
+    assert len(flags) == len(set(flags))
+    for row in gunicorn.GUNICORN:
+        assert row.note and row.kind in (gunicorn.VALUE, gunicorn.FLAG, gunicorn.APPEND, gunicorn.OPTIONAL,
+                                         gunicorn.OFF_FLAG), row.name
+        if row.target in settings.BY_NAME:
+            # A gunicorn flag that is also fulmen's must mean the same setting.
+            for flag in row.flags:
+                owner = [s for s in settings.SETTINGS if flag in (s.flag, s.short)]
+                assert all(s.name == row.target for s in owner), (row.name, flag)
+        elif row.target is None:
+            assert row.convert is None, row.name
