@@ -199,7 +199,7 @@ def test_field_size_limit_lets_a_big_header_through(serve, tmp_path: Path) -> No
         (["--spew"], None, "fulmen: error: --spew: gunicorn setting not supported"),
         (["--no-sendfile"], None, "fulmen: error: --no-sendfile: gunicorn setting not supported"),
         (["--paste", "development.ini"], None, "fulmen: error: --paste: gunicorn setting not supported"),
-        (["--proxy-protocol"], None, "fulmen: error: --proxy-protocol: gunicorn setting not supported"),
+        (["--log-syslog"], None, "fulmen: error: --log-syslog: gunicorn setting not supported"),
         (["--http-protocols", "h2,h1"], None, "fulmen: error: --http-protocols: gunicorn setting not supported"),
     ],
 )

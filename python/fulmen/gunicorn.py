@@ -300,9 +300,9 @@ GUNICORN: Final[tuple[GunicornSetting, ...]] = (
         )
     ),
     _lacks("ssl_context", (), VALUE, _TLS_NOTE),
-    _lacks("proxy_protocol", ("--proxy-protocol",), OPTIONAL, "no PROXY protocol: the proxy sends X-Forwarded-For",
+    _later("proxy_protocol", ("--proxy-protocol",), OPTIONAL, "PROXY protocol header from the proxy in front",
            _one_of("off", None, False)),
-    _lacks("proxy_allow_ips", ("--proxy-allow-from",), VALUE, "no PROXY protocol",
+    _later("proxy_allow_ips", ("--proxy-allow-from",), VALUE, "proxies trusted to send the PROXY header",
            _one_of("127.0.0.1,::1", "127.0.0.1, ::1")),
     _lacks("protocol", ("--protocol",), VALUE, "fulmen speaks HTTP only, not uwsgi", _one_of("http")),
     _lacks("uwsgi_allow_ips", ("--uwsgi-allow-from",), VALUE, "fulmen speaks HTTP only, not uwsgi",
