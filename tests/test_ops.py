@@ -94,7 +94,9 @@ def test_live_pid_file_refuses_to_start(tmp_path: Path) -> None:
     pidfile = tmp_path / "app.pid"
     pidfile.write_text(f"{os.getpid()}\n")  # this test process is alive
     (tmp_path / "webapp.py").write_text("def application(e, s):\n    return []\n")
-    result = fulmen_cmd("-b", "127.0.0.1:0", "--pid", str(pidfile), "webapp", cwd=tmp_path)
+    # The sanitizer runtime, if any, as for every process that loads the extension.
+    preload = {"LD_PRELOAD": server_env()["LD_PRELOAD"]} if "LD_PRELOAD" in server_env() else {}
+    result = fulmen_cmd("-b", "127.0.0.1:0", "--pid", str(pidfile), "webapp", cwd=tmp_path, env=preload)
     assert result.returncode == 1
     assert one_error_line(result) == (
         f"fulmen: error: already running: {str(pidfile)!r} names the live process {os.getpid()} "
