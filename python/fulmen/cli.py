@@ -583,19 +583,22 @@ def _open_sockets(settings: Settings, identity: process.Identity) -> list[Listen
     return open_listeners(settings["bind"], settings["backlog"], settings["reuse_port"], settings["umask"], owner)
 
 
-def _open_and_detach(settings: Settings, name: str) -> tuple[list[Listener], process.PidFile | None]:
+def _open_and_detach(
+    settings: Settings, name: str, adopted: list[Listener] | None = None
+) -> tuple[list[Listener], process.PidFile | None]:
     """The master's process duties before the core runs; returns its sockets and pid file.
 
     In order: the pid file is checked, the sockets are opened (inherited or
-    bound; failures still reach the caller's terminal), ``--daemon`` detaches,
-    the pid file is written, and the titles and the workers' user are set up.
-    The caller closes the sockets and removes the pid file when it is done.
+    bound, unless *adopted* ones are given; failures still reach the caller's
+    terminal), ``--daemon`` detaches, the pid file is written, and the titles
+    and the workers' user are set up. The caller closes the sockets and
+    removes the pid file when it is done.
     """
     identity = _identity(settings)
     pidfile = process.PidFile(settings["pidfile"]) if settings["pidfile"] else None
     if pidfile is not None:
         pidfile.check()  # before anything is opened: "already running" is the whole answer
-    listeners = _open_sockets(settings, identity)
+    listeners = adopted if adopted is not None else _open_sockets(settings, identity)
     try:
         if settings["daemon"]:
             if os.environ.get("NOTIFY_SOCKET"):

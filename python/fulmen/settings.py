@@ -425,9 +425,6 @@ class DirectoryList(Converter):
             self.reject(raw)
         return [part.strip() for item in result for part in item.split(",") if part.strip()]
 
-    def from_env(self, text: str) -> list[str]:
-        return self(text)
-
 
 def _is_proc_name(value: str) -> bool:
     return value.isprintable() and len(value) <= 200
