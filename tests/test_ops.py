@@ -385,3 +385,20 @@ def test_bare_numeric_uid(serve) -> None:
     srv = serve("--user", str(uid), "--group", str(uid), "--preload", "opsapp")
     who = json.loads(get(srv, "/who")[1])
     assert (who["uid"], who["gid"], who["groups"]) == (uid, uid, [])
+
+
+def test_daemon_that_cannot_bind_fails_on_the_terminal(tmp_path: Path) -> None:
+    # The sockets are opened before detaching: the error and the status reach the caller.
+    pidfile = tmp_path / "daemon.pid"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = server_env({"PYTHONPATH": str(APPS)})
+        result = subprocess.run(
+            [sys.executable, "-m", "fulmen", "-D", "-b", f"127.0.0.1:{port}", "-p", str(pidfile), "opsapp"],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+        )
+    assert result.returncode == 1
+    assert one_error_line(result) == f"fulmen: error: cannot listen on '127.0.0.1:{port}': Address already in use"
+    assert not pidfile.exists()
