@@ -205,6 +205,12 @@ bool hex_run(std::string_view s) {
 
 }  // namespace
 
+bool StaticFiles::same_file(const Entry& e, const struct stat& st) {
+  return e.dev == st.st_dev && e.ino == st.st_ino && e.size == st.st_size && e.mtime.tv_sec == st.st_mtim.tv_sec &&
+         e.mtime.tv_nsec == st.st_mtim.tv_nsec && e.ctime.tv_sec == st.st_ctim.tv_sec &&
+         e.ctime.tv_nsec == st.st_ctim.tv_nsec;
+}
+
 bool is_hashed_name(std::string_view name) {
   size_t slash = name.rfind('/');
   if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
@@ -396,7 +402,7 @@ void StaticFiles::respond(Connection& c, const RequestHead& head, Entry& e) {
         // An entity-tag must match strongly; a date must be the exact
         // Last-Modified (RFC 9110 13.1.5). Otherwise: the whole file.
         std::string_view t = trim(*ir);
-        bool valid = !t.empty() && (t[0] == '"' || t[0] == 'W') ? t == e.etag : parse_http_date(t) == mtime;
+        bool valid = t.starts_with('"') || t.starts_with("W/") ? t == e.etag : parse_http_date(t) == mtime;
         if (!valid) range = 0;
       }
     }
@@ -433,6 +439,17 @@ void StaticFiles::respond(Connection& c, const RequestHead& head, Entry& e) {
   c.finish_response();
 }
 
+// An entry sent with sendfile is checked against its descriptor on every
+// use (one fstat): a file rewritten in place is seen at once, not after the
+// revalidation period. (A file replaced by rename keeps the old inode
+// behind this descriptor: the old content, whole, until the path is
+// resolved again.)
+bool StaticFiles::unchanged(const Entry& e) {
+  if (e.handle == nullptr) return true;
+  struct stat st;
+  return ::fstat(e.handle->fd, &st) == 0 && same_file(e, st);
+}
+
 StaticFiles::Entry* StaticFiles::lookup(size_t mount, const std::string& rel, Coding coding, uint64_t now) {
   std::string key;
   key.reserve(rel.size() + 2);
@@ -440,7 +457,7 @@ StaticFiles::Entry* StaticFiles::lookup(size_t mount, const std::string& rel, Co
   key.push_back(static_cast<char>('0' + coding));
   key += rel;
   auto it = entries_.find(key);
-  if (it != entries_.end() && now - it->second->checked_ms < kRevalidateMs) {
+  if (it != entries_.end() && now - it->second->checked_ms < kRevalidateMs && unchanged(*it->second)) {
     it->second->used_ms = now;
     return it->second.get();
   }
@@ -475,9 +492,7 @@ StaticFiles::Entry* StaticFiles::lookup(size_t mount, const std::string& rel, Co
   };
   if (it != entries_.end()) {
     Entry* e = it->second.get();
-    if (e->dev == st.st_dev && e->ino == st.st_ino && e->size == st.st_size && e->mtime.tv_sec == st.st_mtim.tv_sec &&
-        e->mtime.tv_nsec == st.st_mtim.tv_nsec && e->ctime.tv_sec == st.st_ctim.tv_sec &&
-        e->ctime.tv_nsec == st.st_ctim.tv_nsec) {
+    if (same_file(*e, st)) {
       ::close(fd);
       e->checked_ms = e->used_ms = now;
       siblings(e);

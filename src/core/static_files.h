@@ -118,6 +118,8 @@ class StaticFiles {
     int dir_fd = -1;
   };
 
+  static bool same_file(const Entry& e, const struct stat& st);
+  static bool unchanged(const Entry& e);
   const Mount* match(std::string_view path, std::string_view* rest) const;
   // The entry for rel under mount m in coding `coding` (rel names the file
   // itself; the sibling's suffix is added here), opened or revalidated as
