@@ -74,7 +74,8 @@ MimeTypes::MimeTypes() {
 }
 
 bool MimeTypes::add(std::string_view ext, std::string_view type) {
-  if (ext.empty() || ext.size() > 16 || ext.find_first_of("./") != std::string_view::npos || type.empty()) return false;
+  if (ext.empty() || ext.size() > 16 || ext.find_first_of("./") != std::string_view::npos || type.empty())
+    return false;
   for (char c : type)
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
   types_[lower(ext)] = std::string(type);
@@ -89,7 +90,8 @@ std::string_view MimeTypes::lookup(std::string_view name) const {
   std::string_view ext = name.substr(dot + 1);
   if (ext.size() > 16) return kDefault;
   char buf[16];
-  for (size_t i = 0; i < ext.size(); ++i) buf[i] = (ext[i] >= 'A' && ext[i] <= 'Z') ? static_cast<char>(ext[i] + 32) : ext[i];
+  for (size_t i = 0; i < ext.size(); ++i)
+    buf[i] = (ext[i] >= 'A' && ext[i] <= 'Z') ? static_cast<char>(ext[i] + 32) : ext[i];
   auto it = types_.find(std::string(buf, ext.size()));
   return it == types_.end() ? kDefault : std::string_view(it->second);
 }

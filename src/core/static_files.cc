@@ -39,8 +39,8 @@ std::string_view trim(std::string_view s) {
 // rare enough that a client sending one simply gets the whole file.)
 int64_t parse_http_date(std::string_view s) {
   s = trim(s);
-  if (s.size() != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-      s[19] != ':' || s[22] != ':' || s.substr(25) != " GMT")
+  if (s.size() != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
+      s[22] != ':' || s.substr(25) != " GMT")
     return -1;
   auto num = [&s](size_t at, size_t n, int* out) {
     int v = 0;
@@ -226,7 +226,8 @@ bool is_hashed_name(std::string_view name) {
 StaticFiles::StaticFiles(const StaticConfig& config, const MonotonicClock& clock) : config_(config), clock_(clock) {
   rules_.dotfiles = config_.dotfiles;
   for (const auto& [ext, type] : config_.mime)
-    if (!mime_.add(ext, type)) log(LogLevel::kWarning, "static: ignoring MIME type %s for .%s", type.c_str(), ext.c_str());
+    if (!mime_.add(ext, type))
+      log(LogLevel::kWarning, "static: ignoring MIME type %s for .%s", type.c_str(), ext.c_str());
   for (const auto& m : config_.mounts) {
     Mount mount;
     mount.prefix = m.prefix;
@@ -262,7 +263,10 @@ const StaticFiles::Mount* StaticFiles::match(std::string_view path, std::string_
       char ch = path[i];
       if (ch == '%' && i + 2 < path.size()) {
         auto hex = [](char h) {
-          return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+          return h >= '0' && h <= '9'   ? h - '0'
+                 : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                 : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                        : -1;
         };
         int hi = hex(path[i + 1]), lo = hex(path[i + 2]);
         if (hi < 0 || lo < 0) break;
@@ -419,8 +423,9 @@ void StaticFiles::respond(Connection& c, const RequestHead& head, Entry& e) {
     c.start_response("206 Partial Content", 206);
     c.add_header_lines(e.head);
     char line[96];
-    int n = snprintf(line, sizeof line, "Content-Range: bytes %llu-%llu/%llu\r\n", static_cast<unsigned long long>(first),
-                     static_cast<unsigned long long>(last), static_cast<unsigned long long>(size));
+    int n =
+        snprintf(line, sizeof line, "Content-Range: bytes %llu-%llu/%llu\r\n", static_cast<unsigned long long>(first),
+                 static_cast<unsigned long long>(last), static_cast<unsigned long long>(size));
     c.add_header_lines(std::string_view(line, static_cast<size_t>(n)));
   } else {
     first = 0;
@@ -433,7 +438,8 @@ void StaticFiles::respond(Connection& c, const RequestHead& head, Entry& e) {
       c.write_body(e.body.data() + first, static_cast<size_t>(len));
     } else {
       ++e.handle->refs;  // The queued send's reference; on_sent lets go.
-      c.write_body_file(e.handle->fd, static_cast<int64_t>(first), static_cast<int64_t>(len), Releaser{on_sent, e.handle});
+      c.write_body_file(e.handle->fd, static_cast<int64_t>(first), static_cast<int64_t>(len),
+                        Releaser{on_sent, e.handle});
     }
   }
   c.finish_response();

@@ -37,7 +37,7 @@ struct StaticMount {
 struct StaticConfig {
   std::vector<StaticMount> mounts;
   std::vector<std::pair<std::string, std::string>> mime;  // Extension -> type, over the built-in table.
-  int64_t max_age = -1;          // Cache-Control: max-age=N; < 0: no Cache-Control header.
+  int64_t max_age = -1;                                   // Cache-Control: max-age=N; < 0: no Cache-Control header.
   bool immutable = false;        // Hashed file names get a year and `immutable` (see is_hashed_name).
   bool follow_symlinks = false;  // Follow symlinks that lead out of the directory.
   bool dotfiles = false;         // Serve names starting with '.'.
