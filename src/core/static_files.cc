@@ -457,10 +457,11 @@ bool StaticFiles::unchanged(const Entry& e) {
 }
 
 StaticFiles::Entry* StaticFiles::lookup(size_t mount, const std::string& rel, Coding coding, uint64_t now) {
-  std::string key;
-  key.reserve(rel.size() + 2);
-  key.push_back(static_cast<char>('0' + mount));
-  key.push_back(static_cast<char>('0' + coding));
+  // The key: mount index, coding, path ("0:0:css/site.css").
+  std::string key = std::to_string(mount);
+  key += ':';
+  key += static_cast<char>('0' + coding);
+  key += ':';
   key += rel;
   auto it = entries_.find(key);
   if (it != entries_.end() && now - it->second->checked_ms < kRevalidateMs && unchanged(*it->second)) {
