@@ -128,7 +128,7 @@ def _default_text(setting: Setting) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
-        return ", ".join(value)
+        return ", ".join(value) or "none"
     if value == "":
         return "unset" if setting.convert.type_name == "path" else "''"
     if isinstance(value, float) and value.is_integer():
