@@ -203,6 +203,15 @@ def test_if_modified_since(srv: Server, site: Path) -> None:
     assert get(srv, "/static/hello.txt", {"If-Modified-Since": later})[0] == 304
     assert get(srv, "/static/hello.txt", {"If-Modified-Since": earlier})[:3:2] == (200, HELLO)
     assert get(srv, "/static/hello.txt", {"If-Modified-Since": "yesterday"})[0] == 200
+    # The two obsolete HTTP-date forms are accepted too (RFC 9110 5.6.7).
+    t = time.gmtime(mtime + 3600)
+    rfc850 = time.strftime("%A, %d-%b-%y %H:%M:%S GMT", t)
+    asctime = time.strftime("%a %b ", t) + f"{t.tm_mday:2d}" + time.strftime(" %H:%M:%S %Y", t)
+    assert get(srv, "/static/hello.txt", {"If-Modified-Since": rfc850})[0] == 304, rfc850
+    assert get(srv, "/static/hello.txt", {"If-Modified-Since": asctime})[0] == 304, asctime
+    t = time.gmtime(mtime - 3600)
+    asctime = time.strftime("%a %b ", t) + f"{t.tm_mday:2d}" + time.strftime(" %H:%M:%S %Y", t)
+    assert get(srv, "/static/hello.txt", {"If-Modified-Since": asctime})[0] == 200, asctime
     # If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3).
     assert get(srv, "/static/hello.txt", {"If-None-Match": '"x"', "If-Modified-Since": later})[0] == 200
 
@@ -425,6 +434,9 @@ def test_follow_symlinks_and_dotfiles_when_asked(site: Path, serve: Callable[...
 
 def test_directory_index_and_redirect(srv: Server) -> None:
     assert get(srv, "/static/sub/")[:3:2] == (200, b"<p>index</p>\n")
+    status, h, _ = get(srv, "/static")  # the mount itself, without its '/'
+    assert status == 301 and h["location"] == "/static/"
+    assert get(srv, "/static/")[0] == 404  # the folder has no index.html
     status, h, _ = get(srv, "/static/sub?x=1")
     assert status == 301 and h["location"] == "/static/sub/?x=1"
     assert get(srv, "/static/hello.txt/")[0] == 404  # a file is no directory

@@ -34,33 +34,64 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// IMF-fixdate (RFC 9110 5.6.7), "Sun, 06 Nov 1994 08:49:37 GMT", to seconds
-// since the epoch; -1 when it is not one. (The two obsolete forms are
-// rare enough that a client sending one simply gets the whole file.)
+// Digits at s[at, at + n) as a number; false when any is not a digit.
+bool digits(std::string_view s, size_t at, size_t n, int* out) {
+  if (at + n > s.size()) return false;
+  int v = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+// "hh:mm:ss" at s[at].
+bool clock_time(std::string_view s, size_t at, int* h, int* m, int* sec) {
+  return at + 8 <= s.size() && s[at + 2] == ':' && s[at + 5] == ':' && digits(s, at, 2, h) &&
+         digits(s, at + 3, 2, m) && digits(s, at + 6, 2, sec);
+}
+
+int month_index(std::string_view name) {
+  static constexpr std::string_view kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  size_t at = name.size() == 3 ? kMonths.find(name) : std::string_view::npos;
+  return at == std::string_view::npos || at % 3 != 0 ? -1 : static_cast<int>(at / 3);
+}
+
+// An HTTP-date (RFC 9110 5.6.7) to seconds since the epoch, -1 when it is
+// not one. All three forms are accepted, as recipients must:
+// IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", rfc850-date
+// "Sunday, 06-Nov-94 08:49:37 GMT" and asctime-date "Sun Nov  6 08:49:37 1994".
 int64_t parse_http_date(std::string_view s) {
   s = trim(s);
-  if (s.size() != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
-      s[22] != ':' || s.substr(25) != " GMT")
+  int day = 0, mon = -1, year = 0, hour = 0, minute = 0, second = 0;
+  size_t comma = s.find(',');
+  if (comma == 3 && s.size() == 29) {
+    if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s.substr(25) != " GMT" ||
+        !digits(s, 5, 2, &day) || !digits(s, 12, 4, &year) || !clock_time(s, 17, &hour, &minute, &second))
+      return -1;
+    mon = month_index(s.substr(8, 3));
+  } else if (comma != std::string_view::npos && comma > 3) {
+    std::string_view r = s.substr(comma + 1);  // " 06-Nov-94 08:49:37 GMT"
+    if (r.size() != 23 || r[0] != ' ' || r[3] != '-' || r[7] != '-' || r[10] != ' ' || r.substr(19) != " GMT" ||
+        !digits(r, 1, 2, &day) || !digits(r, 8, 2, &year) || !clock_time(r, 11, &hour, &minute, &second))
+      return -1;
+    mon = month_index(r.substr(4, 3));
+    // Two-digit years: the closest century that is not far in the future (RFC 9110 5.6.7).
+    year += year < 70 ? 2000 : 1900;
+  } else if (comma == std::string_view::npos && s.size() == 24) {
+    if (s[3] != ' ' || s[7] != ' ' || s[10] != ' ' || s[19] != ' ' || !clock_time(s, 11, &hour, &minute, &second) ||
+        !digits(s, 20, 4, &year))
+      return -1;
+    if (!(s[8] == ' ' ? digits(s, 9, 1, &day) : digits(s, 8, 2, &day))) return -1;
+    mon = month_index(s.substr(4, 3));
+  } else {
     return -1;
-  auto num = [&s](size_t at, size_t n, int* out) {
-    int v = 0;
-    for (size_t i = at; i < at + n; ++i) {
-      if (s[i] < '0' || s[i] > '9') return false;
-      v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-  };
-  static constexpr std::string_view kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
-  size_t mon = kMonths.find(s.substr(8, 3));
-  if (mon == std::string_view::npos || mon % 3 != 0) return -1;
+  }
+  if (mon < 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 || year < 1970) return -1;
   struct tm tm = {};
-  int day, year, hour, minute, second;
-  if (!num(5, 2, &day) || !num(12, 4, &year) || !num(17, 2, &hour) || !num(20, 2, &minute) || !num(23, 2, &second))
-    return -1;
-  if (day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return -1;
   tm.tm_mday = day;
-  tm.tm_mon = static_cast<int>(mon / 3);
+  tm.tm_mon = mon;
   tm.tm_year = year - 1900;
   tm.tm_hour = hour;
   tm.tm_min = minute;
@@ -304,6 +335,8 @@ bool StaticFiles::serve(Connection& c, const RequestHead& head) {
     plain(c, r, r == 400 ? "Bad Request" : "Not Found");
     return true;
   }
+  // "/static" itself names the folder without its '/': redirected like any directory.
+  if (rest.empty()) dir_form = false;
   uint64_t now = clock_.now_ms();
   Entry* e = m->dir_fd >= 0 ? lookup(mi, scratch_, kIdentity, now) : nullptr;
   if (e != nullptr && e->directory) {
