@@ -141,7 +141,7 @@ def _default_text(setting: Setting) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
-        return ", ".join(value)
+        return ", ".join(value) or "none"
     if value == "":
         return "unset" if setting.convert.type_name == "path" else "''"
     if isinstance(value, float) and value.is_integer():
@@ -631,6 +631,7 @@ def serve(loaded: Loaded, settings: Settings) -> int:
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
         options = settings.options()
         options["script_mode"] = loaded.script_mode
+        options["static"] = [*settings["static"], *loaded.static]  # script-mode folders too
         options["multiprocess"] = settings["workers"] > 1
         sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
         # Blocks until the master stops; the socket objects stay referenced

@@ -17,6 +17,7 @@
 #include "core/handler.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
+#include "core/static_files.h"
 
 namespace fulmen {
 
@@ -39,6 +40,7 @@ struct WorkerConfig {
   // waking them all for each one.
   bool reuse_port = false;
   int backlog = 4096;
+  StaticConfig static_files;  // --static mounts and their settings (issue 11).
 
   // After our last response (an error), input is drained this long before
   // the close, so the client reads the answer instead of a reset.
@@ -73,6 +75,8 @@ class Worker {
   const WorkerConfig& config() const { return config_; }
   const MonotonicClock& clock() const { return clock_ms_; }
   Handler& handler() { return handler_; }
+  // The static file server; nullptr when no --static mount is configured.
+  StaticFiles* static_files() { return static_.get(); }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
 
@@ -138,6 +142,8 @@ class Worker {
   const MonotonicClock& clock_ms_;
   uv_loop_t loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Before conns_, so it outlives the connections whose queued sends hold its files.
+  std::unique_ptr<StaticFiles> static_;
   std::list<Connection> conns_;
   BufferPool pool_;
   HttpClock clock_;
