@@ -136,8 +136,6 @@ def _default_text(setting: Setting) -> str:
     value = setting.default
     if value is None:
         return "unset"
-    if value == []:
-        return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
