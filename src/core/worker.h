@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <string>
@@ -15,8 +16,10 @@
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/handler.h"
+#include "core/job.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
+#include "core/thread_pool.h"
 
 namespace fulmen {
 
@@ -39,6 +42,12 @@ struct WorkerConfig {
   // waking them all for each one.
   bool reuse_port = false;
   int backlog = 4096;
+  // --threads: the app runs on this many threads per worker; 1 calls it on
+  // the loop thread (issue 10). max_pending: parsed requests that may wait
+  // for a thread (0: 8 per thread). request_ms: --request-timeout, 0 = off.
+  size_t threads = 1;
+  size_t max_pending = 0;
+  uint64_t request_ms = 0;
 
   // After our last response (an error), input is drained this long before
   // the close, so the client reads the answer instead of a reset.
@@ -51,6 +60,7 @@ struct WorkerConfig {
     t.body_ms = body_ms;
     t.send_ms = send_ms;
     t.linger_ms = kLingerMs;
+    t.request_ms = request_ms;
     return t;
   }
 };
@@ -108,6 +118,18 @@ class Worker {
   // Runs the deadline sweep now (it also runs once a second, after the poll).
   void sweep();
 
+  // ---- Threaded mode (config().threads > 1, issue 10).
+  // The pool, or nullptr when the app runs on the loop thread.
+  ThreadPool* threads() { return threads_.get(); }
+  const JobLimits& job_limits() const { return job_limits_; }
+  // Scratch space for Connection::on_job() (one connection at a time).
+  std::vector<Job::Op>& job_ops() { return job_ops_; }
+  std::string& job_data() { return job_data_; }
+  // Connections with a request that waits for the pool (ThreadPool::saturated());
+  // woken in order (Connection::on_slot) as threads free up.
+  void add_slot_waiter(Connection* c);
+  void remove_slot_waiter(Connection* c);
+
  private:
   struct Listener {
     uv_poll_t poll;
@@ -132,6 +154,7 @@ class Worker {
   void resume_accepting();
   void begin_stop(bool graceful);
   void maybe_finish();
+  void on_slots();
 
   WorkerConfig config_;
   Handler& handler_;
@@ -156,6 +179,11 @@ class Worker {
   bool stopping_ = false;
   bool finished_ = false;
   bool accept_paused_ = false;
+  JobLimits job_limits_;
+  std::unique_ptr<ThreadPool> threads_;
+  std::vector<Job::Op> job_ops_;
+  std::string job_data_;
+  std::deque<Connection*> slot_waiters_;
 };
 
 }  // namespace fulmen
