@@ -57,6 +57,11 @@ class Handler {
   // gives it a Python thread state).
   virtual void thread_begin() {}
   virtual void thread_end() {}
+  // The thread found no job queued and is about to wait for one. A handler
+  // may keep a resource from one job to the next while jobs keep coming
+  // (the bridge keeps the GIL, saving a hand-off per request) and let it go
+  // here.
+  virtual void thread_idle() {}
   // Serves one request on a pool thread, to its end: the response is
   // written through the job (an Exchange), never through the Connection.
   // The job may be cancelled meanwhile (Job::client_gone()). A job left

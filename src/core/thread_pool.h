@@ -8,6 +8,9 @@
 // coalesces the sends; the list is swapped out whole under one lock). The
 // loop then calls on_news for each ready job, and on_slots once after them.
 //
+// Waking threads: see submit() and dispatch() in thread_pool.cc (a thread is
+// woken per job only while the running ones make no progress).
+//
 // Back-pressure: in_flight() counts the jobs submitted whose thread has not
 // finished (also those whose connection is gone: their thread is still
 // busy); saturated() says the worker should stop starting requests.
@@ -66,6 +69,9 @@ class ThreadPool {
  private:
   static void on_async(uv_async_t* handle);
   void drain();
+  void dispatch();  // Wakes threads for jobs the running ones leave waiting.
+
+  static constexpr uint64_t kRecheckMs = 1;
 
   uv_loop_t* loop_;
   size_t threads_;
@@ -75,7 +81,12 @@ class ThreadPool {
   NewsFn on_news_;
   SlotsFn on_slots_;
   std::shared_ptr<PoolState> state_;
-  uv_async_t async_;  // Closed by stop(); the loop runs its close before the pool is destroyed.
+  // Closed by stop(); the loop runs their close before the pool is destroyed.
+  uv_async_t async_;
+  uv_check_t check_;    // dispatch() after every poll.
+  uv_timer_t recheck_;  // dispatch() again while jobs wait.
+  uint64_t last_taken_ = 0;
+  uint64_t last_progress_ms_ = 0;  // When a thread last took a job (or none waited).
   size_t in_flight_ = 0;
   bool started_ = false;
   bool stopped_ = false;

@@ -352,6 +352,7 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
 }
 
 void App::run_job(Job& job) {
+  Gil::hold();  // Kept until the thread finds no more work (thread_idle()).
   Gil::Acquire gil;
   collect_garbage();
   // Its connection went away while it waited for a thread: nobody to answer.

@@ -110,6 +110,21 @@ class Gil {
     state_.saved = nullptr;
     PyGILState_Release(state_.gstate);
   }
+  // A pool thread keeps the GIL from one request to the next while requests
+  // are queued (hold(): taken unless held), and lets it go when it runs out
+  // of work (let_go()): one GIL hand-off per burst, not per request.
+  static void hold() {
+    if (state_.depth == 0) {
+      PyEval_RestoreThread(state_.saved);
+      state_.depth = 1;
+    }
+  }
+  static void let_go() {
+    if (state_.depth == 1) {
+      state_.depth = 0;
+      state_.saved = PyEval_SaveThread();
+    }
+  }
 };
 
 // Owning reference, released with the GIL held by the owner's caller.
@@ -318,6 +333,7 @@ class App final : public Handler {
   std::string describe_job(const Job& job) override;
   void thread_begin() override { Gil::thread_begin(); }
   void thread_end() override { Gil::thread_end(); }
+  void thread_idle() override { Gil::let_go(); }
   // The GIL is held across a pipelined batch instead of per request.
   void batch_begin() override { batch_gil_.emplace(); }
   void batch_end() override { batch_gil_.reset(); }

@@ -52,6 +52,20 @@ class Handler final : public fulmen::Handler {
     std::unique_lock lock(mu);
     return cv.wait_for(lock, std::chrono::seconds(5), [&] { return running >= n; });
   }
+  // Runs the loop (the pool wakes more threads from it when the running
+  // ones make no progress) until n jobs run at once.
+  bool loop_until_running(uv_loop_t* loop, int n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (running >= n) return true;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      uv_run(loop, UV_RUN_NOWAIT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
 
   std::mutex mu;
   std::condition_variable cv;
@@ -90,7 +104,7 @@ TEST(jobs_run_on_all_threads_and_their_news_reaches_the_loop) {
     for (int i = 0; i < 6; ++i) pool.submit(make_job(i));
     CHECK(pool.saturated()) << "4 threads + 2 pending";
     CHECK_EQ(pool.in_flight(), 6u);
-    CHECK(handler.wait_running(4)) << "all four threads run at once";
+    CHECK(handler.loop_until_running(&loop, 4)) << "all four threads run at once once the first ones wait";
     handler.release();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (done < 6 && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_ONCE);
@@ -112,13 +126,14 @@ TEST(stop_returns_while_a_thread_is_busy) {
   uv_loop_init(&loop);
   Handler handler;
   {
-    ThreadPool pool(&loop, 2, 0, handler, MonotonicClock::system(), [](Job&) {}, [] {});
+    ThreadPool pool(
+        &loop, 2, 0, handler, MonotonicClock::system(), [](Job&) {}, [] {});
     pool.start();
     auto job = make_job(1);
     pool.submit(job);
     pool.submit(make_job(2));
     pool.submit(make_job(3));  // Queued behind the two busy threads: dropped at stop.
-    CHECK(handler.wait_running(2));
+    CHECK(handler.loop_until_running(&loop, 2));
     pool.stop();
     uv_run(&loop, UV_RUN_DEFAULT);  // The async handle closes; the loop can end.
     CHECK(!pool.join(50)) << "the busy threads are still in the app";
