@@ -466,7 +466,7 @@ SCENARIOS = {
     "close": "GET /, Connection: close (a new connection per request)",
     "sweep": "GET /, keep-alive, at each --sweep connection count",
     "ab": "ApacheBench (no -k) over the --ab-n x --ab-c matrix",
-    "wait": "GET /wait: the app sleeps 20 ms (an app that waits), 200 connections, threaded servers only",
+    "wait": "GET /wait: the app sleeps 20 ms (an app that waits); threaded servers only",
 }
 DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "ab"]
 QUICK_SCENARIOS = ["hello", "echo", "file", "flask", "pipeline", "close"]
