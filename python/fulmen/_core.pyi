@@ -43,6 +43,29 @@ class Options(TypedDict):
     # Application.
     chdir: str  # already applied by Python; "" = unset
     root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Proxies in front (issue 9).
+    forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded
+    proxy_protocol: str  # "off", "auto", "v1" or "v2": a PROXY header first from proxy_allow_from
+    proxy_allow_from: str  # comma list of addresses / networks / "*" that send the PROXY header
+    # Static files (issue 11), served by the core.
+    static: list[str]  # "PREFIX=DIR" mounts, DIR absolute; script-mode folders included
+    static_mime: list[str]  # "EXT=TYPE" over the built-in table
+    static_max_age: int  # Cache-Control max-age; -1: no Cache-Control
+    static_immutable: bool  # hashed names get a year and "immutable"
+    static_follow_symlinks: bool  # follow symlinks leading out of DIR
+    static_dotfiles: bool  # serve names starting with "."
+    static_index: str  # file served for a directory; "" = directories are 404
+    # Server mechanics (already applied by Python: pid file, daemon, users, titles).
+    wsgi_app: str
+    pidfile: str  # "" = none
+    daemon: bool
+    user: str | int | None
+    group: str | int | None
+    initgroups: bool
+    umask: int
+    pythonpath: list[str]
+    raw_env: list[str]
+    proc_name: str
     # Logging.
     log_level: str  # "debug" | "info" | "warning" | "error" | "critical"
     # Configuration and commands (already handled by Python).

@@ -50,6 +50,12 @@ class Connection final : public Exchange {
   int fd() const { return fd_; }
   size_t listener() const override { return listener_; }
   const sockaddr_storage& peer() const override { return peer_; }
+  // The client the request is from: the peer, unless a trusted proxy said
+  // otherwise (a PROXY header for the whole connection, X-Forwarded-For or
+  // Forwarded for this request). A port of 0 means the proxy gave none.
+  const sockaddr_storage& client() const override { return fwd_client_set_ ? fwd_client_ : client_; }
+  // A trusted proxy said this request reached it over https.
+  bool forwarded_https() const override { return fwd_https_; }
 
   // ---- Request body, for wsgi.input. Offsets are internal; callers see views.
 
@@ -84,6 +90,9 @@ class Connection final : public Exchange {
   // Adds one header; the caller has validated name and value. Content-Length
   // given here is remembered and enforced.
   void add_header(std::string_view name, std::string_view value) override;
+  // Adds header lines the core formatted itself ("Name: value\r\n" each,
+  // never Content-Length): the static file server's cached heads.
+  void add_header_lines(std::string_view lines) { queue_copy(lines.data(), lines.size()); }
   // Ends the head. known_length >= 0 when the whole body length is known and
   // no Content-Length header was given (one is then added).
   void end_headers(int64_t known_length) override;
@@ -181,6 +190,9 @@ class Connection final : public Exchange {
   void begin_batch(bool& batch);
   void fresh_exchange();
   bool begin_exchange(int head_len);
+  bool serve_static();
+  bool read_proxy_header();
+  bool apply_forwarded();
   void dispatch();
   void dispatch_job();
   void feed_job_body();
@@ -208,6 +220,13 @@ class Connection final : public Exchange {
   int fd_;
   size_t listener_;
   sockaddr_storage peer_;
+  sockaddr_storage client_;      // peer_, or the source a PROXY header gave
+  sockaddr_storage fwd_client_;  // for this request, when fwd_client_set_
+  bool fwd_client_set_ = false;
+  bool fwd_https_ = false;
+  bool proxy_pending_ = false;      // A PROXY header must come first (trusted source).
+  bool proxy_refuse_ = false;       // A PROXY header here would be from a source not allowed.
+  bool forwarded_trusted_ = false;  // The peer may send X-Forwarded-* / Forwarded.
   uv_poll_t poll_;
   std::list<Connection>::iterator self_;
   int poll_events_ = 0;

@@ -28,6 +28,10 @@ class Exchange {
   // Which listener accepted the connection, and the client's address.
   virtual size_t listener() const = 0;
   virtual const sockaddr_storage& peer() const = 0;
+  // The client the request is from: the peer, unless a trusted proxy said
+  // otherwise (issue 9); and whether a trusted proxy said it came over https.
+  virtual const sockaddr_storage& client() const = 0;
+  virtual bool forwarded_https() const = 0;
 
   // ---- Request body, for wsgi.input.
 

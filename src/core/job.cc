@@ -6,11 +6,10 @@
 
 namespace fulmen {
 
-Job::Job(std::string_view head, std::string_view body, bool body_done, size_t listener, const sockaddr_storage& peer,
-         bool head_request, const JobLimits& limits, const MonotonicClock& clock)
+Job::Job(std::string_view head, std::string_view body, bool body_done, const Origin& origin, bool head_request,
+         const JobLimits& limits, const MonotonicClock& clock)
     : head_(head),
-      listener_(listener),
-      peer_(peer),
+      origin_(origin),
       head_request_(head_request),
       limits_(limits),
       clock_(clock),

@@ -77,10 +77,19 @@ class Job final : public Exchange, public std::enable_shared_from_this<Job> {
     Releaser release;
   };
 
+  // Where the request came from, as the connection knows it when it hands
+  // the request over.
+  struct Origin {
+    size_t listener = 0;
+    sockaddr_storage peer{};
+    sockaddr_storage client{};  // The peer, or what a trusted proxy said (issue 9).
+    bool forwarded_https = false;
+  };
+
   // head: the request head as received (parsed again on the thread); body:
   // the decoded body bytes buffered so far, body_done when that is all.
-  Job(std::string_view head, std::string_view body, bool body_done, size_t listener, const sockaddr_storage& peer,
-      bool head_request, const JobLimits& limits, const MonotonicClock& clock);
+  Job(std::string_view head, std::string_view body, bool body_done, const Origin& origin, bool head_request,
+      const JobLimits& limits, const MonotonicClock& clock);
   ~Job() override;
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
@@ -101,8 +110,10 @@ class Job final : public Exchange, public std::enable_shared_from_this<Job> {
   bool wait_for_room();
 
   // Exchange: the thread's side. listener()/peer() are copies.
-  size_t listener() const override { return listener_; }
-  const sockaddr_storage& peer() const override { return peer_; }
+  size_t listener() const override { return origin_.listener; }
+  const sockaddr_storage& peer() const override { return origin_.peer; }
+  const sockaddr_storage& client() const override { return origin_.client; }
+  bool forwarded_https() const override { return origin_.forwarded_https; }
   std::string_view body_available() const override;
   void body_consume(size_t n) override;
   bool body_complete() const override { return t_body_done_; }
@@ -175,8 +186,7 @@ class Job final : public Exchange, public std::enable_shared_from_this<Job> {
   void post();         // Tells the loop there is news.
 
   const std::string head_;
-  const size_t listener_;
-  const sockaddr_storage peer_;
+  const Origin origin_;
   const bool head_request_;
   const JobLimits limits_;
   const MonotonicClock& clock_;

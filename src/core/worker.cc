@@ -25,6 +25,7 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
     : config_(config), handler_(handler), clock_ms_(clock) {
   uv_loop_init(&loop_);
   loop_.data = this;
+  if (!config_.static_files.mounts.empty()) static_ = std::make_unique<StaticFiles>(config_.static_files, clock_ms_);
   for (size_t i = 0; i < listen_fds.size(); ++i) {
     add_listener(listen_fds[i], i, false);
     if (config_.reuse_port) {
@@ -273,6 +274,7 @@ void Worker::on_check(uv_check_t* check) {
 void Worker::sweep() {
   uint64_t now = clock_ms_.now_ms();
   next_sweep_ = now + kTickMs;
+  if (static_) static_->sweep();
   const Timeouts timeouts = config_.timeouts();
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto next = std::next(it);  // on_tick may close (not erase) the connection.

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/address_set.h"
 #include "core/buffer.h"
 #include "core/clock.h"
 #include "core/connection.h"
@@ -19,6 +20,7 @@
 #include "core/job.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
+#include "core/static_files.h"
 #include "core/thread_pool.h"
 
 namespace fulmen {
@@ -48,6 +50,15 @@ struct WorkerConfig {
   size_t threads = 1;
   size_t max_pending = 0;
   uint64_t request_ms = 0;
+  StaticConfig static_files;  // --static mounts and their settings (issue 11).
+  // Proxies in front (issue 9). With proxy_versions, a connection from
+  // proxy_allow_from (or over a unix socket) must begin with a PROXY header,
+  // whose source becomes the client; one from elsewhere that begins with a
+  // PROXY header is closed (never believed). X-Forwarded-* and Forwarded are
+  // believed only from forwarded_allow_ips (or over a unix socket).
+  unsigned proxy_versions = 0;  // PROXY header versions accepted: bit 0 v1, bit 1 v2; 0 = off.
+  AddressSet proxy_allow_from;
+  AddressSet forwarded_allow_ips;
 
   // After our last response (an error), input is drained this long before
   // the close, so the client reads the answer instead of a reset.
@@ -83,6 +94,8 @@ class Worker {
   const WorkerConfig& config() const { return config_; }
   const MonotonicClock& clock() const { return clock_ms_; }
   Handler& handler() { return handler_; }
+  // The static file server; nullptr when no --static mount is configured.
+  StaticFiles* static_files() { return static_.get(); }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
 
@@ -161,6 +174,8 @@ class Worker {
   const MonotonicClock& clock_ms_;
   uv_loop_t loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Before conns_, so it outlives the connections whose queued sends hold its files.
+  std::unique_ptr<StaticFiles> static_;
   std::list<Connection> conns_;
   BufferPool pool_;
   HttpClock clock_;

@@ -6,7 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/log.h"
 #include "core/master.h"
@@ -61,6 +65,62 @@ bool opt_bool(PyObject* options, const char* name, bool* out) {
   return true;
 }
 
+// The proxy settings (issue 9): address lists the settings table validated.
+bool proxy_options(PyObject* options, WorkerConfig* wc) {
+  auto set = [options](const char* name, AddressSet* out) {
+    std::string list;
+    if (!opt_str(options, name, &list)) return false;
+    std::string error;
+    std::optional<AddressSet> parsed = AddressSet::parse(list, &error);
+    if (!parsed) {
+      PyErr_Format(PyExc_ValueError, "option %s: %s", name, error.c_str());
+      return false;
+    }
+    *out = std::move(*parsed);
+    return true;
+  };
+  std::string mode = "off";
+  if (!opt_str(options, "proxy_protocol", &mode)) return false;
+  wc->proxy_versions = mode == "v1" ? 1u : mode == "v2" ? 2u : mode == "auto" ? 3u : 0u;
+  return set("proxy_allow_from", &wc->proxy_allow_from) && set("forwarded_allow_ips", &wc->forwarded_allow_ips);
+}
+
+// The static file settings (issue 11): "static" and "static_mime" are lists
+// of "KEY=VALUE" strings the settings table validated.
+bool static_options(PyObject* options, StaticConfig* out) {
+  auto pairs = [options](const char* name, std::vector<std::pair<std::string, std::string>>* into) {
+    PyObject* v = PyDict_GetItemString(options, name);  // Borrowed.
+    if (v == nullptr || v == Py_None) return true;
+    if (!PyList_Check(v)) {
+      PyErr_Format(PyExc_TypeError, "option %s must be a list of str", name);
+      return false;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); ++i) {
+      const char* s = PyUnicode_AsUTF8(PyList_GET_ITEM(v, i));
+      if (s == nullptr) return false;
+      std::string_view item(s);
+      size_t eq = item.find('=');
+      if (eq == std::string_view::npos) {
+        PyErr_Format(PyExc_ValueError, "option %s: expected KEY=VALUE, got %s", name, s);
+        return false;
+      }
+      into->emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+    }
+    return true;
+  };
+  std::vector<std::pair<std::string, std::string>> mounts;
+  if (!pairs("static", &mounts) || !pairs("static_mime", &out->mime)) return false;
+  for (auto& [prefix, dir] : mounts) out->mounts.push_back({std::move(prefix), std::move(dir)});
+  PyObject* age = PyDict_GetItemString(options, "static_max_age");
+  if (age != nullptr && age != Py_None) {
+    out->max_age = PyLong_AsLongLong(age);
+    if (out->max_age == -1 && PyErr_Occurred()) return false;
+  }
+  return opt_bool(options, "static_immutable", &out->immutable) &&
+         opt_bool(options, "static_follow_symlinks", &out->follow_symlinks) &&
+         opt_bool(options, "static_dotfiles", &out->dotfiles) && opt_str(options, "static_index", &out->index);
+}
+
 LogLevel parse_level(const std::string& s) {
   if (s == "debug") return LogLevel::kDebug;
   if (s == "warning") return LogLevel::kWarning;
@@ -112,6 +172,8 @@ PyObject* serve(PyObject*, PyObject* args) {
   }
   long long backlog = 4096;
   if (!opt_int(options, "backlog", &backlog)) return nullptr;
+  if (!static_options(options, &wc.static_files)) return nullptr;
+  if (!proxy_options(options, &wc)) return nullptr;
   wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);

@@ -25,8 +25,8 @@ void count(void* p) {
 }
 
 std::shared_ptr<Job> make_job(std::string_view body = "", bool body_done = true, JobLimits limits = JobLimits()) {
-  sockaddr_storage peer{};
-  return std::make_shared<Job>("GET /x?y HTTP/1.1\r\nHost: a\r\n\r\n", body, body_done, 0, peer, false, limits,
+  fulmen::Job::Origin origin;
+  return std::make_shared<Job>("GET /x?y HTTP/1.1\r\nHost: a\r\n\r\n", body, body_done, origin, false, limits,
                                MonotonicClock::system());
 }
 

@@ -75,9 +75,9 @@ class Handler final : public fulmen::Handler {
 };
 
 std::shared_ptr<Job> make_job(int i) {
-  sockaddr_storage peer{};
+  fulmen::Job::Origin origin;
   std::string head = "GET /" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
-  return std::make_shared<Job>(head, "", true, 0, peer, false, JobLimits(), MonotonicClock::system());
+  return std::make_shared<Job>(head, "", true, origin, false, JobLimits(), MonotonicClock::system());
 }
 
 }  // namespace
