@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,6 +36,7 @@
 
 namespace fulmen {
 
+class AccessLog;
 class Worker;
 
 class Connection final : public Exchange {
@@ -92,7 +94,10 @@ class Connection final : public Exchange {
   void add_header(std::string_view name, std::string_view value) override;
   // Adds header lines the core formatted itself ("Name: value\r\n" each,
   // never Content-Length): the static file server's cached heads.
-  void add_header_lines(std::string_view lines) { queue_copy(lines.data(), lines.size()); }
+  void add_header_lines(std::string_view lines) {
+    if (logging_) log_response_head_.append(lines);
+    queue_copy(lines.data(), lines.size());
+  }
   // Ends the head. known_length >= 0 when the whole body length is known and
   // no Content-Length header was given (one is then added).
   void end_headers(int64_t known_length) override;
@@ -193,6 +198,8 @@ class Connection final : public Exchange {
   bool serve_static();
   bool read_proxy_header();
   bool apply_forwarded();
+  void log_begin(AccessLog& log);
+  void log_end();
   void dispatch();
   void dispatch_job();
   void feed_job_body();
@@ -227,6 +234,16 @@ class Connection final : public Exchange {
   bool proxy_pending_ = false;      // A PROXY header must come first (trusted source).
   bool proxy_refuse_ = false;       // A PROXY header here would be from a source not allowed.
   bool forwarded_trusted_ = false;  // The peer may send X-Forwarded-* / Forwarded.
+  // The request of the exchange in progress, as the access log needs it
+  // after the parser's scratch head is reused: a copy of the head's bytes
+  // and views into the copy (the buffers keep their capacity across requests).
+  bool logging_ = false;
+  uint64_t log_start_us_ = 0;
+  std::string log_head_;
+  std::vector<Header> log_headers_;
+  std::string_view log_method_, log_target_, log_path_, log_query_;
+  int log_version_minor_ = 1;
+  std::string log_response_head_;  // header lines, when the format shows {name}o
   uv_poll_t poll_;
   std::list<Connection>::iterator self_;
   int poll_events_ = 0;
