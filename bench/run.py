@@ -179,6 +179,8 @@ def installed_versions(python: Path | str) -> dict[str, str]:
 
 WSGI_SCENARIOS = {"hello", "hello-nocl", "10k", "echo", "json", "flask", "file", "pipeline", "close", "sweep", "ab"}
 HELLO_SCENARIOS = {"hello", "pipeline", "close", "sweep", "ab"}
+# An app that waits (issue 10): only servers that run the app on threads are measured.
+WAIT_SCENARIOS = {"wait"}
 
 
 @dataclass
@@ -221,7 +223,7 @@ def _gunicorn(*extra: str) -> Callable[[Launch], list[str]]:
 
 
 def _fulmen(
-    executable: Callable[[Launch], str], target: Callable[[Launch], str] = _target
+    executable: Callable[[Launch], str], target: Callable[[Launch], str] = _target, extra: tuple[str, ...] = ()
 ) -> Callable[[Launch], list[str]]:
     return lambda l: [
         executable(l),
@@ -231,6 +233,7 @@ def _fulmen(
         "1",
         "--log-level",
         "warning",
+        *extra,
         target(l),
     ]
 
@@ -275,6 +278,22 @@ SERVERS: list[Server] = [
         _fulmen(lambda l: os.environ.get("BENCH_FULMEN_BASELINE", "fulmen")),
         "fulmen, 1 worker, the build named by BENCH_FULMEN_BASELINE (a before/after comparison)",
     ),
+    # --threads (issue 10): the threaded path on the ordinary scenarios (against the
+    # inline default), and the pool sized as the peers' for the app that waits.
+    Server(
+        "fulmen-t4",
+        "fulmen",
+        frozenset(WSGI_SCENARIOS),
+        _fulmen(lambda l: str(l.bin / "fulmen"), extra=("--threads", "4")),
+        "fulmen, 1 worker, --threads 4",
+    ),
+    Server(
+        "fulmen-t32",
+        "fulmen",
+        frozenset(WAIT_SCENARIOS),
+        _fulmen(lambda l: str(l.bin / "fulmen"), extra=("--threads", "32")),
+        "fulmen, 1 worker, --threads 32",
+    ),
     Server(
         "fulmen-script",
         "fulmen",
@@ -303,6 +322,36 @@ SERVERS: list[Server] = [
         frozenset(WSGI_SCENARIOS),
         _gunicorn("-k", "gthread", "-w", "1", "--threads", "4"),
         "gunicorn, gthread worker, 1 worker, 4 threads",
+    ),
+    Server(
+        "gunicorn-gthread-32",
+        "gunicorn",
+        frozenset(WAIT_SCENARIOS),
+        _gunicorn("-k", "gthread", "-w", "1", "--threads", "32"),
+        "gunicorn, gthread worker, 1 worker, 32 threads",
+    ),
+    Server(
+        "granian-bt32",
+        "granian",
+        frozenset(WAIT_SCENARIOS),
+        lambda l: [
+            str(l.bin / "granian"),
+            "--interface",
+            "wsgi",
+            "--host",
+            HOST,
+            "--port",
+            str(l.port),
+            "--workers",
+            "1",
+            "--blocking-threads",
+            "32",
+            "--log-level",
+            "warning",
+            "--no-ws",
+            _target(l),
+        ],
+        "granian, WSGI interface, 1 worker, 32 blocking threads",
     ),
     Server(
         "granian",
@@ -455,6 +504,7 @@ SCENARIOS = {
     "close": "GET /, Connection: close (a new connection per request)",
     "sweep": "GET /, keep-alive, at each --sweep connection count",
     "ab": "ApacheBench (no -k) over the --ab-n x --ab-c matrix",
+    "wait": "GET /wait: the app sleeps 20 ms (an app that waits); threaded servers only",
     "static": "GET /static/hello.txt (13 B) and /static/1mb.bin (1 MiB) as files, keep-alive and pipelined (16 deep)",
 }
 DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "ab"]
@@ -497,6 +547,8 @@ def make_cases(args: argparse.Namespace) -> list[Case]:
             cases.append(Case("pipeline", "pipeline", "/", c, lua="pipeline.lua"))
         elif scenario == "close":
             cases.append(Case("close", "close", "/", c, headers=("Connection: close",)))
+        elif scenario == "wait":
+            cases.append(Case("wait", "wait", "/wait", 200))
         elif scenario == "sweep":
             cases += [Case("sweep", f"sweep-c{n}", "/", n) for n in args.sweep]
         elif scenario == "static":
@@ -528,7 +580,7 @@ def expected_body(server: Server, case: Case) -> bytes | None:
     if case.path == "/":
         return server.expected_hello
     static = {STATIC_SMALL: HELLO, STATIC_BIG: bytes(range(256)) * 4096}
-    return {"/nocl": HELLO, "/10k": b"x" * 10240, "/echo": b"x" * 10240, **static}.get(case.path)
+    return {"/nocl": HELLO, "/10k": b"x" * 10240, "/echo": b"x" * 10240, "/wait": HELLO, **static}.get(case.path)
 
 
 # ==========================================================================

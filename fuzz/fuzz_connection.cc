@@ -25,7 +25,7 @@ using fulmen::ResponseStream;
 // Streams a few chunks, one per pump, to exercise the stream path.
 class StubStream final : public ResponseStream {
  public:
-  bool pump(Connection& c) override {
+  bool pump(fulmen::Exchange& c) override {
     if (left_-- > 0) {
       c.write_body("chunk-data", 10);
       return false;

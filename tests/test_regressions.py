@@ -75,6 +75,8 @@ import pytest
 from conftest import _PENDING, read_response, recv_until_closed
 
 HELLO = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+# The app on the loop thread, and on a pool of threads (issue 10): each fix holds in both.
+MODES = [pytest.param((), id="inline"), pytest.param(("--threads", "4"), id="threads")]
 MiB = 1 << 20
 FLASK_FILE_SIZE = 54321  # regress.STATIC_SIZE: the file /flask-file sends
 
@@ -248,8 +250,9 @@ def test_13_2_bad_item_appended_after_start_response(serve, kind):
 # ---------------------------------------------------------------- 3. Expect: 100-continue, body deadlines
 
 
-def test_13_3_expect_continue_trickle_does_not_block_others(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_3_expect_continue_trickle_does_not_block_others(serve, mode):
+    srv = start(serve, *mode)
     body = b"0123456789"
     stop = threading.Event()
     a = srv.connect(timeout=15)
@@ -297,8 +300,9 @@ def test_13_3_expect_continue_trickle_does_not_block_others(serve):
         a.close()
 
 
-def test_13_3_total_deadline_for_blocking_body_reads(serve):
-    srv = start(serve, "--max-body-buffer", "0", "--body-timeout", "2")
+@pytest.mark.parametrize("mode", MODES)
+def test_13_3_total_deadline_for_blocking_body_reads(serve, mode):
+    srv = start(serve, *mode, "--max-body-buffer", "0", "--body-timeout", "2")
     stop = threading.Event()
     s = srv.connect(timeout=5)
     t0 = time.monotonic()
@@ -352,8 +356,9 @@ def wait_generator_closed(srv, tag: str, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_13_4_head_with_endless_generator(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_4_head_with_endless_generator(serve, mode):
+    srv = start(serve, *mode)
     assert get(srv, "/gens?sse") == (200, b"0")
     with srv.connect(timeout=2) as s:
         status, headers, took = head_within(s, req("HEAD", "/sse"))
@@ -366,8 +371,9 @@ def test_13_4_head_with_endless_generator(serve):
     assert time.monotonic() - t1 < 1
 
 
-def test_13_4_204_with_endless_generator(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_4_204_with_endless_generator(serve, mode):
+    srv = start(serve, *mode)
     with srv.connect(timeout=2) as s:
         status, headers, took = head_within(s, req("GET", "/no-content"))
         assert status == 204 and took < 2
@@ -379,8 +385,9 @@ def test_13_4_204_with_endless_generator(serve):
 # ---------------------------------------------------------------- 5. write() and wsgi.input are per request
 
 
-def test_13_5_stored_write_of_an_earlier_request(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_5_stored_write_of_an_earlier_request(serve, mode):
+    srv = start(serve, *mode)
     with srv.connect(timeout=3) as s:
         s.sendall(req("GET", "/keep-write"))
         first = read_raw(s)
@@ -393,16 +400,18 @@ def test_13_5_stored_write_of_an_earlier_request(serve):
     assert second[2] == b"RuntimeError" and third[2] == b"RuntimeError"
 
 
-def test_13_5_wsgi_input_read_from_another_thread(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_5_wsgi_input_read_from_another_thread(serve, mode):
+    srv = start(serve, *mode)
     status, _, body, _ = fetch(srv, req("POST", "/thread-input", b"Content-Length: 5\r\n") + b"hello", timeout=15)
     assert (status, body) == (200, b"RuntimeError")
     assert get(srv, "/") == (200, b"hello\n")
     no_crash(srv)
 
 
-def test_13_5_write_from_another_thread(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_5_write_from_another_thread(serve, mode):
+    srv = start(serve, *mode)
     status, _, body, _ = fetch(srv, req("GET", "/thread-write"), timeout=15)
     assert (status, body) == (200, b"RuntimeError")
     assert get(srv, "/") == (200, b"hello\n")
@@ -431,8 +440,9 @@ def test_13_6_keepalive_timeout_zero_closes(serve):
 
 
 @pytest.mark.parametrize("case", ["content-length-over", "chunked-over", "under"])
-def test_13_7_max_body_size(serve, case):
-    srv = start(serve, "--max-body-size", "100")
+@pytest.mark.parametrize("mode", MODES)
+def test_13_7_max_body_size(serve, case, mode):
+    srv = start(serve, *mode, "--max-body-size", "100")
     if case == "content-length-over":
         raw = req("POST", "/echo", b"Content-Length: 1000\r\n") + b"x" * 1000
     elif case == "chunked-over":
@@ -495,8 +505,9 @@ def test_13_7_input_memory_budget_back_pressure(serve):
 # ---------------------------------------------------------------- 8. slow reader of a large response
 
 
-def test_13_8_slow_reader_of_large_keepalive_response(serve):
-    srv = start(serve, "--keepalive-timeout", "1", "--send-timeout", "10")
+@pytest.mark.parametrize("mode", MODES)
+def test_13_8_slow_reader_of_large_keepalive_response(serve, mode):
+    srv = start(serve, *mode, "--keepalive-timeout", "1", "--send-timeout", "10")
     size = 20 * MiB
     rate = 4 * MiB  # bytes per second: the transfer takes about 5 s
     # Beside the slow reader, a fast client keeps using its own keep-alive connection: the
@@ -582,12 +593,14 @@ def assert_streamed(srv, path: str, first: bytes, whole: bytes) -> None:
         assert (status, body) == (200, whole)
 
 
-def test_13_9_generator_chunks_are_sent_as_yielded(serve):
-    assert_streamed(start(serve), "/trickle", b"line\n", b"line\n" * 4)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_9_generator_chunks_are_sent_as_yielded(serve, mode):
+    assert_streamed(start(serve, *mode), "/trickle", b"line\n", b"line\n" * 4)
 
 
-def test_13_9_write_is_sent_at_once(serve):
-    assert_streamed(start(serve), "/write-trickle", b"a", b"ab")
+@pytest.mark.parametrize("mode", MODES)
+def test_13_9_write_is_sent_at_once(serve, mode):
+    assert_streamed(start(serve, *mode), "/write-trickle", b"a", b"ab")
 
 
 # ---------------------------------------------------------------- 10. what the app sends
@@ -635,8 +648,9 @@ def test_13_10_head_flask_send_file(serve):
     assert [v for n, v in lines if n == "content-length"] == [str(FLASK_FILE_SIZE)]
 
 
-def test_13_10_invalid_content_length_is_500(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_10_invalid_content_length_is_500(serve, mode):
+    srv = start(serve, *mode)
     status, _, _, lines = fetch(srv, req("GET", "/cl-abc"))
     assert status == 500
     assert ("content-length", "abc") not in lines
@@ -673,8 +687,9 @@ def test_13_12_duplicate_content_length_sent_once(serve):
     assert [v for v in lines if v.lower().startswith("content-length:")] == ["Content-Length: 2"], lines
 
 
-def test_13_12_print_to_wsgi_errors(serve):
-    srv = start(serve)
+@pytest.mark.parametrize("mode", MODES)
+def test_13_12_print_to_wsgi_errors(serve, mode):
+    srv = start(serve, *mode)
     start_line = len(srv.lines)
     assert get(srv, "/errors-print") == (200, b"printed")
     # A later line from the same worker: everything before it has been read from the pipe.
@@ -732,10 +747,11 @@ def test_13_12_sighup_to_process_group_keeps_request(serve):
     assert got == (200, b"slept")
 
 
-def test_13_9_endless_fast_stream_leaves_room_for_other_connections(serve):
+@pytest.mark.parametrize("mode", MODES)
+def test_13_9_endless_fast_stream_leaves_room_for_other_connections(serve, mode):
     # Found beside item 9: a stream whose client reads as fast as it is fed never congests the
     # socket, so the worker never returned to its loop and every other connection waited forever.
-    srv = start(serve)
+    srv = start(serve, *mode)
     stop = threading.Event()
     got = [0]
     hose = srv.connect(timeout=5)

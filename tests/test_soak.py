@@ -13,6 +13,8 @@ import random
 import socket
 import time
 
+import pytest
+
 from conftest import read_response, recv_until_closed, request
 
 ROUNDS = int(os.environ.get("FULMEN_SOAK_ROUNDS", "300"))
@@ -76,8 +78,9 @@ def one_round(srv, rng: random.Random) -> int:
     return tracked
 
 
-def test_long_mixed_run_leaves_nothing_behind(serve):
-    srv = serve("basic:app")
+@pytest.mark.parametrize("threads", ["1", "4"])  # the inline path, and a pool of threads (issue 10)
+def test_long_mixed_run_leaves_nothing_behind(serve, threads):
+    srv = serve("--threads", threads, "basic:app")
     rng = random.Random(1)
     worker = srv.worker_pids()[0]
     # Warm-up: caches, pools and the allocator reach their steady state.

@@ -19,9 +19,11 @@ from conftest import read_response, recv_until_closed, request
 STATIC = b"0123456789" * 100
 
 
-@pytest.fixture(scope="module")
-def srv(serve_module):
-    return serve_module("--log-level", "debug", "bridge:app")
+@pytest.fixture(scope="module", params=["inline", "threads"])
+def srv(request, serve_module):
+    # Every edge holds both when the app runs on the loop and on a pool of threads (issue 10).
+    threads = ["--threads", "4"] if request.param == "threads" else []
+    return serve_module("--log-level", "debug", *threads, "bridge:app")
 
 
 def get(srv, path: str, method: str = "GET", body: bytes = b"", version: str = "1.1"):

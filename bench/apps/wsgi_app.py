@@ -9,6 +9,7 @@ runs the same Python for a scenario:
     /echo    the request body sent back (a 10 KiB POST)   (echo)
     /json    json.dumps of a small dict                   (json)
     /file    1 MiB file through wsgi.file_wrapper          (file)
+    /wait    13 bytes after a 20 ms sleep (an app that waits) (wait)
 
 The data files live in bench/.data/ (run.py writes them; override the folder
 with BENCH_DATA).
@@ -16,6 +17,7 @@ with BENCH_DATA).
 
 import json
 import os
+import time
 
 HELLO = b"Hello, World!"
 TEN_K = b"x" * 10240
@@ -67,5 +69,10 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
         wrapper = environ.get("wsgi.file_wrapper")
         return wrapper(f, BLOCK) if wrapper is not None else _read_blocks(f)
+    if path == "/wait":
+        # Stands for a database or upstream call: the thread waits, the GIL is free.
+        time.sleep(0.020)
+        start_response("200 OK", [_TEXT, ("Content-Length", "13")])
+        return [HELLO]
     start_response("404 Not Found", [_TEXT, ("Content-Length", "9")])
     return [b"not found"]

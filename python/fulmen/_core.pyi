@@ -23,6 +23,10 @@ class Options(TypedDict):
     workers: int  # >= 1; the master forks this many workers
     max_connections: int  # per worker
     graceful_timeout: float  # seconds, >= 0
+    # Threads.
+    threads: int  # >= 1; > 1 runs the application on a pool of threads per worker
+    max_pending: int  # >= 0; parsed requests that may wait for a thread; 0 = 8 x threads
+    request_timeout: float  # seconds, >= 0; 0 = off; an app call on a thread past it gets 504
     # Timeouts, in seconds (finite floats).
     keepalive_timeout: float  # >= 0; 0 disables keep-alive
     header_timeout: float  # > 0

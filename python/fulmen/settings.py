@@ -884,6 +884,45 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         details="Workers still running after that are killed.",
         metavar="SECONDS",
     ),
+    # ---- threads ----
+    Setting(
+        "threads", "Threads", Integer(1), 1,
+        "Threads per worker that run the application; 1 runs it on the worker's event loop.",
+        details=(
+            "With more than 1, each worker calls the application on a pool of this many "
+            "Python threads, while its event loop keeps accepting, reading, parsing, "
+            "enforcing deadlines and writing for every connection: an application that "
+            "waits (a database, an upstream API) stalls only its own thread. "
+            "`wsgi.multithread` is true then. Pipelined requests of one connection are "
+            "answered in order, one at a time. 1 keeps the inline path, the fastest for "
+            "applications that never wait."
+        ),
+        metavar="INT",
+    ),
+    Setting(
+        "max_pending", "Threads", Integer(0), 0,
+        "Parsed requests that may wait for a thread (per worker); 0 means 8 x --threads.",
+        details=(
+            "Past it the worker starts no new request (and reads none) until a thread "
+            "frees up: the requests wait in their connections and the kernel, never "
+            "answered 503. Only used with `--threads` above 1."
+        ),
+        metavar="INT",
+    ),
+    Setting(
+        "request_timeout", "Threads", Seconds(allow_zero=True), 0.0,
+        "Seconds an application call on a thread may take before the client gets 504; 0 disables.",
+        details=(
+            "Measured from the moment a thread calls the application. The client gets "
+            "`504 Gateway Timeout` (or, when the response head already left, a cut "
+            "response) and its connection is closed; the thread is left to finish, its "
+            "result is dropped and `close()` is still called on it. The request line and "
+            "the thread's Python stack at the timeout are logged. Checked once a second. "
+            "Only used with `--threads` above 1; `--timeout` stays the last resort when "
+            "the event loop itself stops."
+        ),
+        metavar="SECONDS",
+    ),
     # ---- timeouts ----
     Setting(
         "keepalive_timeout", "Timeouts", Seconds(allow_zero=True), 5.0,

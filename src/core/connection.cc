@@ -51,6 +51,7 @@ Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_s
 }
 
 Connection::~Connection() {
+  drop_job();
   out_.clear();
   // Destroying the stream releases the app's iterable (WSGI close()).
   ex_.stream.reset();
@@ -245,6 +246,16 @@ void Connection::process() {
           stop = true;
           break;
         }
+        if (worker_.threads() != nullptr && worker_.threads()->saturated()) {
+          // Every thread is busy and max_pending requests wait for one: no
+          // new request is started (nor read) until a thread frees up.
+          if (!slot_wait_) {
+            slot_wait_ = true;
+            worker_.add_slot_waiter(this);
+          }
+          stop = true;
+          break;
+        }
         int r = parse_request(in_.data() + pos_, in_.size() - pos_, &worker_.scratch_head(), worker_.config().limits);
         if (r == 0) {
           if (state_ == State::kIdle) {
@@ -262,8 +273,12 @@ void Connection::process() {
         if (!begin_exchange(r)) break;
         if (serve_static()) break;  // Under a --static mount: answered by the core (issue 11).
         if (ex_.body_done) {
-          begin_batch(batch);
-          dispatch();
+          if (worker_.threads() != nullptr) {
+            dispatch_job();
+          } else {
+            begin_batch(batch);
+            dispatch();
+          }
         } else {
           if (ex_.expect_continue) {
             // The client waits for this before sending its body (RFC 9110
@@ -298,6 +313,10 @@ void Connection::process() {
         // that other waiting bodies hold too (each would wait for the
         // others), the app is called now; it reads the rest of the body itself.
         stop_budget_wait();
+        if (worker_.threads() != nullptr) {
+          dispatch_job();  // The thread parses its own copy of the head.
+          break;
+        }
         if (ex_.reparse) {
           // Parse the head again in place (its views may also have moved with the buffer).
           parse_request(in_.data() + ex_.head_start, ex_.head_len, &worker_.scratch_head(), worker_.config().limits);
@@ -337,6 +356,12 @@ void Connection::process() {
         state_since_ = now_ms(worker_);
         break;
       }
+      case State::kApp: {
+        // The request is on a thread: only its body moves here.
+        feed_job_body();
+        stop = true;
+        break;
+      }
       case State::kClosing:
       case State::kLinger: stop = true; break;
     }
@@ -356,7 +381,7 @@ void Connection::process() {
 
 void Connection::fresh_exchange() {
   ex_.stream.reset();
-  ex_ = Exchange();
+  ex_ = ExchangeState();
 }
 
 bool Connection::begin_exchange(int head_len) {
@@ -714,6 +739,154 @@ void Connection::dispatch() {
   end_exchange();
 }
 
+// ---------------------------------------------------------------- threaded mode
+
+// The request goes to the pool as a copy: the head bytes (the thread parses
+// them again, into views of its own) and the body read so far. The rest of
+// the body is fed to the job as it arrives (feed_job_body()).
+void Connection::dispatch_job() {
+  state_ = State::kApp;
+  state_since_ = progress_ = now_ms(worker_);
+  std::string_view body = body_available();
+  Job::Origin origin;
+  origin.listener = listener_;
+  origin.peer = peer_;
+  origin.client = client();
+  origin.forwarded_https = forwarded_https();
+  job_ = std::make_shared<Job>(std::string_view(in_.data() + ex_.head_start, ex_.head_len), body, ex_.body_done,
+                               origin, ex_.head_request, worker_.job_limits(), worker_.clock());
+  body_consume(body.size());
+  ex_.body_handed = ex_.body_done;
+  job_->owner = this;
+  worker_.threads()->submit(job_);
+}
+
+// Decodes what arrived of the body and hands the job as much as its window
+// takes; what does not fit stays in in_, which then fills and stops the
+// reads (back-pressure) until the thread has read on.
+void Connection::feed_job_body() {
+  if (!job_ || ex_.body_handed || ex_.body_error) return;
+  if (!advance_body(false)) {
+    job_->fail_body();
+    return;
+  }
+  std::string_view avail = body_available();
+  size_t n = std::min(job_->body_room(), avail.size());
+  if (n > 0) {
+    job_->feed_body(avail.data(), n);
+    body_consume(n);
+    progress_ = now_ms(worker_);
+  }
+  if (ex_.body_done && ex_.body_rd == ex_.body_wr) {
+    job_->end_body();
+    ex_.body_handed = true;
+  } else if (peer_eof_ && !ex_.body_done && ex_.raw_rd == in_.size()) {
+    ex_.body_error = true;  // The body can never complete (RFC 9112 8).
+    job_->fail_body();
+  }
+  // The head and the bytes handed over are not needed again.
+  if (ex_.body_rd > 0 && in_.room() < kReadChunk) {
+    size_t shift = ex_.body_rd;
+    in_.consume_front(shift);
+    ex_.body_rd = 0;
+    ex_.body_wr -= shift;
+    ex_.raw_rd -= shift;
+    ex_.head_start = pos_ = 0;
+  }
+  if (n > 0) stop_budget_wait();
+}
+
+void Connection::apply(const Job::Op& op, const std::string& data) {
+  const char* text = data.data() + op.off;
+  switch (op.kind) {
+    case Job::Op::kStart: start_response({text, op.len}, op.code, op.app_server, op.app_date); break;
+    case Job::Op::kHeader: add_header({text, op.len}, {text + op.len, op.len2}); break;
+    case Job::Op::kEnd: end_headers(op.n); break;
+    case Job::Op::kCopy: write_body(text, op.len); break;
+    case Job::Op::kRef: write_body_ref(op.ptr, op.len, op.release); break;
+    case Job::Op::kFile: write_body_file(op.fd, op.n, static_cast<int64_t>(op.len), op.release); break;
+    case Job::Op::kFinish: finish_response(); break;
+    case Job::Op::kAbort: abort_response(); break;
+    case Job::Op::kError: send_error(op.code); break;
+    case Job::Op::kFail:
+      log(LogLevel::kDebug, "client too slow to read the response; closing");
+      fail();
+      break;
+    case Job::Op::kBodyFailed:
+      ex_.body_error = true;
+      ex_.body_status = op.code;
+      break;
+  }
+}
+
+void Connection::on_job() {
+  if (!job_ || closing_) return;
+  std::shared_ptr<Job> job = job_;  // apply() may close us, which drops job_.
+  std::vector<Job::Op>& ops = worker_.job_ops();
+  bool done = job->take(ops, worker_.job_data());
+  size_t applied = 0;
+  for (; applied < ops.size() && !closing_; ++applied) {
+    apply(ops[applied], worker_.job_data());
+    ops[applied].release = Releaser{};  // The output queue owns it now.
+  }
+  Job::release_ops(ops);  // What a close left unapplied.
+  if (closing_) return;
+  feed_job_body();  // The thread may have read on: room in its window.
+  if (!done) {
+    if (flush()) update_poll();
+    return;
+  }
+  job->owner = nullptr;
+  job_.reset();
+  if (state_ == State::kApp && !ex_.finished) {
+    log(LogLevel::kError, "handler returned without completing the response");
+    send_error(500);
+  }
+  end_exchange();
+  process();  // The next pipelined request, the write, the poll.
+}
+
+void Connection::on_slot() {
+  slot_wait_ = false;
+  if (closing_) return;
+  if (stop_after_) {
+    close();  // Shutting down: a request that never started is not started now.
+    return;
+  }
+  process();
+}
+
+void Connection::drop_job() {
+  if (!job_) return;
+  job_->cancel();
+  job_.reset();
+}
+
+// The app call outlived --request-timeout: the client gets 504 now (or a cut
+// response when its head already left), the connection closes after it, and
+// the thread's result is dropped when it comes (issue 10).
+void Connection::on_request_timeout() {
+  std::string where = worker_.handler().describe_job(*job_);
+  std::string_view line = job_->request_line();
+  char head[512];
+  int n = snprintf(head, sizeof head, "request timed out after %.3f s (--request-timeout): %.*s",
+                   static_cast<double>(worker_.config().request_ms) / 1000.0,
+                   static_cast<int>(std::min<size_t>(line.size(), 400)), line.data());
+  std::string text(head, static_cast<size_t>(std::max(n, 0)));
+  if (!where.empty()) {
+    text.append("\nThe app's thread was at (most recent call last):\n");
+    text.append(where);
+  }
+  log_text(LogLevel::kError, text);
+  drop_job();
+  if (!ex_.head_started)
+    respond_error(504);
+  else
+    abort_response();
+  ex_.keep_alive = false;
+  flush();
+}
+
 void Connection::end_exchange() {
   log_end();
   ex_.stream.reset();
@@ -1023,6 +1196,7 @@ bool Connection::flush() {
       case OutputQueue::Result::kAgain:
         want_write_ = true;
         update_poll();
+        if (job_) job_->set_output_queued(out_.size());
         return true;
       case OutputQueue::Result::kFileShort:
         // The file is shorter than promised: the response cannot complete.
@@ -1035,6 +1209,7 @@ bool Connection::flush() {
     // it was queued (issue 13 item 8).
     if (state_ == State::kIdle) state_since_ = progress_;
   }
+  if (job_) job_->set_output_queued(out_.size());  // A producer waiting for room may go on.
   // Everything is out.
   want_write_ = false;
   if (state_ == State::kClosing && !in_process_) {
@@ -1094,7 +1269,7 @@ void Connection::compact_input() {
 void Connection::update_poll() {
   if (closing_) return;
   int events = 0;
-  if (!peer_eof_ && !input_full() && !budget_wait_ && state_ != State::kClosing) events |= UV_READABLE;
+  if (!peer_eof_ && !input_full() && !budget_wait_ && !slot_wait_ && state_ != State::kClosing) events |= UV_READABLE;
   if (state_ == State::kLinger) events = UV_READABLE;
   if (want_write_ || pump_pending_) events |= UV_WRITABLE;
   if (events == poll_events_) return;
@@ -1110,7 +1285,11 @@ void Connection::update_poll() {
 void Connection::on_tick(uint64_t now, const Timeouts& timeouts) {
   if (closing_) return;
   DeadlineView v;
-  v.phase = state_;
+  v.phase = slot_wait_ ? State::kApp : state_;  // Waiting for a thread is the worker's doing.
+  if (job_ && job_->started()) {
+    v.app_started = true;
+    v.app_started_ms = job_->started_ms();
+  }
   v.since_ms = state_since_;
   v.progress_ms = progress_;
   v.output_queued = !out_.empty();
@@ -1134,6 +1313,7 @@ void Connection::on_tick(uint64_t now, const Timeouts& timeouts) {
       break;
     case Expiry::kDiscard:
     case Expiry::kLinger: close(); break;
+    case Expiry::kRequest: on_request_timeout(); break;
   }
 }
 
@@ -1173,6 +1353,13 @@ void Connection::close() {
   log_end();  // A request cut short (the client left, a deadline) is logged too.
   closing_ = true;
   dead_ = true;
+  // The thread serving our request finds its job cancelled; its result is
+  // dropped (the job, shared, lives until the thread is done with it).
+  drop_job();
+  if (slot_wait_) {
+    slot_wait_ = false;
+    worker_.remove_slot_waiter(this);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
 }
 

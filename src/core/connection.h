@@ -5,6 +5,14 @@
 // are queued. A write is tried as soon as a batch of requests has been
 // answered (so the responses of one pipelined batch leave in one writev); the
 // writable watcher is armed only after a partial write.
+//
+// With --threads N > 1 (issue 10) a request is not served in place: the
+// connection copies it into a Job for the worker's ThreadPool and applies
+// the response the job records (on_job()). One request per connection is on
+// a thread at a time, so pipelined requests stay in order; while it is
+// there the connection keeps reading (the rest of the body is fed to the
+// job), enforcing deadlines and writing. A connection that closes cancels
+// its job, and the job (shared) outlives it.
 #pragma once
 
 #include <sys/socket.h>
@@ -20,7 +28,9 @@
 
 #include "core/buffer.h"
 #include "core/deadline.h"
+#include "core/exchange.h"
 #include "core/handler.h"
+#include "core/job.h"
 #include "core/output_queue.h"
 #include "core/parser.h"
 
@@ -29,7 +39,7 @@ namespace fulmen {
 class AccessLog;
 class Worker;
 
-class Connection {
+class Connection final : public Exchange {
  public:
   Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer);
   ~Connection();
@@ -40,24 +50,24 @@ class Connection {
   void start(std::list<Connection>::iterator self);
 
   int fd() const { return fd_; }
-  size_t listener() const { return listener_; }
-  const sockaddr_storage& peer() const { return peer_; }
+  size_t listener() const override { return listener_; }
+  const sockaddr_storage& peer() const override { return peer_; }
   // The client the request is from: the peer, unless a trusted proxy said
   // otherwise (a PROXY header for the whole connection, X-Forwarded-For or
   // Forwarded for this request). A port of 0 means the proxy gave none.
-  const sockaddr_storage& client() const { return fwd_client_set_ ? fwd_client_ : client_; }
+  const sockaddr_storage& client() const override { return fwd_client_set_ ? fwd_client_ : client_; }
   // A trusted proxy said this request reached it over https.
-  bool forwarded_https() const { return fwd_https_; }
+  bool forwarded_https() const override { return fwd_https_; }
 
   // ---- Request body, for wsgi.input. Offsets are internal; callers see views.
 
   // Decoded body bytes received and not yet consumed. Valid until the next
   // body call.
-  std::string_view body_available() const;
-  void body_consume(size_t n);
-  bool body_complete() const { return ex_.body_done; }
+  std::string_view body_available() const override;
+  void body_consume(size_t n) override;
+  bool body_complete() const override { return ex_.body_done; }
   // The body could not be read: malformed chunk, timeout or disconnect.
-  bool body_failed() const { return ex_.body_error; }
+  bool body_failed() const override { return ex_.body_error; }
 
   // Blocks (poll + recv) until more body bytes are decoded, at most until
   // deadline_ms (a MonotonicClock time; see body_read_deadline()). Returns 1
@@ -66,10 +76,10 @@ class Connection {
   // connection then closes after the response, whose status send_error()
   // picks: 400, 408 or 413). Sends the interim "100 Continue" first when the
   // client asked and it has not been sent yet.
-  int body_fill_blocking(uint64_t deadline_ms);
+  int body_fill_blocking(uint64_t deadline_ms) override;
   // The deadline of one blocking body read that starts now: body_timeout
   // from now in total, however the bytes trickle in (issue 13 item 3).
-  uint64_t body_read_deadline() const;
+  uint64_t body_read_deadline() const override;
 
   // ---- Response.
 
@@ -78,10 +88,10 @@ class Connection {
   // calls and end_headers().
   // app_server / app_date: the app sent its own Server / Date header, so
   // ours is left out.
-  void start_response(std::string_view status, int code, bool app_server = false, bool app_date = false);
+  void start_response(std::string_view status, int code, bool app_server = false, bool app_date = false) override;
   // Adds one header; the caller has validated name and value. Content-Length
   // given here is remembered and enforced.
-  void add_header(std::string_view name, std::string_view value);
+  void add_header(std::string_view name, std::string_view value) override;
   // Adds header lines the core formatted itself ("Name: value\r\n" each,
   // never Content-Length): the static file server's cached heads.
   void add_header_lines(std::string_view lines) {
@@ -90,37 +100,39 @@ class Connection {
   }
   // Ends the head. known_length >= 0 when the whole body length is known and
   // no Content-Length header was given (one is then added).
-  void end_headers(int64_t known_length);
+  void end_headers(int64_t known_length) override;
 
-  void write_body(const char* data, size_t len);  // Copies.
+  void write_body(const char* data, size_t len) override;  // Copies.
   // Queues data without copying; `release` is called once when it is sent or dropped.
-  void write_body_ref(const char* data, size_t len, Releaser release);
+  void write_body_ref(const char* data, size_t len, Releaser release) override;
   // Queues len bytes of file_fd from offset, sent with sendfile(2).
-  void write_body_file(int file_fd, int64_t offset, int64_t len, Releaser release);
+  void write_body_file(int file_fd, int64_t offset, int64_t len, Releaser release) override;
   // Ends the body (last-chunk when chunked). The exchange is over.
-  void finish_response();
+  void finish_response() override;
   // The response cannot be completed: close once queued output is sent.
-  void abort_response();
+  void abort_response() override;
   // A complete canned error response when the head has not left yet,
   // otherwise abort_response().
-  void send_error(int status);
+  void send_error(int status) override;
 
-  bool head_started() const { return ex_.head_started; }
+  bool head_started() const override { return ex_.head_started; }
   // Whether a response with this status carries no body for this request:
   // HEAD, 1xx, 204, 304 (RFC 9110 9.3.2, 15.3.5, 15.4.5). The handler may ask
   // before start_response(), to finish at once (issue 13 item 4).
-  bool status_has_no_body(int code) const { return ex_.head_request || code < 200 || code == 204 || code == 304; }
+  bool status_has_no_body(int code) const override {
+    return ex_.head_request || code < 200 || code == 204 || code == 304;
+  }
   // True after start_response() when the response has no body.
-  bool response_has_no_body() const { return ex_.no_body; }
+  bool response_has_no_body() const override { return ex_.no_body; }
   // Writes what is queued now, without waiting (PEP 3333: a streamed block
   // is not delayed). Returns false when the client is gone.
-  bool push();
+  bool push() override;
   // True when enough output is queued that a stream should yield.
-  bool output_congested() const { return out_.size() > kHighWater; }
+  bool output_congested() const override { return out_.size() > kHighWater; }
   // Writes all queued output, blocking up to send_timeout in total. For WSGI write().
   // Returns false when the client is gone or too slow.
-  bool flush_blocking();
-  bool client_gone() const { return dead_; }
+  bool flush_blocking() override;
+  bool client_gone() const override { return dead_; }
 
   // ---- For the worker.
   // The deadline sweep: acts on whatever expired at now_ms.
@@ -131,6 +143,10 @@ class Connection {
   // The worker's input budget has room again: try reading (see recv_into_input).
   void on_budget();
   bool waiting_for_budget() const { return budget_wait_; }
+  // Threaded mode: the job has news (ops recorded, body wanted, or done).
+  void on_job();
+  // Threaded mode: the pool has a slot again for the request that waits.
+  void on_slot();
 
   static constexpr size_t kHighWater = 256 * 1024;
 
@@ -138,7 +154,7 @@ class Connection {
   using State = Phase;
 
   // State of the request/response in progress. Reset per request.
-  struct Exchange {
+  struct ExchangeState {
     int version_minor = 1;
     bool head_request = false;
     bool connect = false;  // A CONNECT request.
@@ -152,7 +168,8 @@ class Connection {
     bool chunked_in = false;
     bool body_done = true;
     bool body_error = false;
-    int body_status = 400;  // The answer when the body fails: 400, 408 or 413.
+    bool body_handed = false;  // Threaded mode: the whole body went to the job.
+    int body_status = 400;     // The answer when the body fails: 400, 408 or 413.
     uint64_t cl_remaining = 0;
     uint64_t body_total = 0;  // Decoded body bytes so far, against max_body_size.
     ChunkedDecoder decoder;
@@ -184,6 +201,11 @@ class Connection {
   void log_begin(AccessLog& log);
   void log_end();
   void dispatch();
+  void dispatch_job();
+  void feed_job_body();
+  void apply(const Job::Op& op, const std::string& data);
+  void drop_job();
+  void on_request_timeout();
   void end_exchange();
   bool advance_body(bool discard);
   void respond_error(int status);
@@ -235,10 +257,12 @@ class Connection {
   bool nodelay_ = false;
   bool budget_wait_ = false;   // Reading waits for the worker's input budget.
   bool pump_pending_ = false;  // The stream yielded its turn: pump again when writable.
+  bool slot_wait_ = false;     // A request waits for the thread pool (max_pending reached).
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.
-  Exchange ex_;
+  ExchangeState ex_;
+  std::shared_ptr<Job> job_;  // The request on a pool thread, if any.
 
   size_t budget_held_ = 0;  // Bytes of in_ beyond a pool block, taken from the worker's budget.
   OutputQueue out_;

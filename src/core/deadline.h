@@ -14,6 +14,7 @@ enum class Phase : uint8_t {
   kHead,       // Part of a request head received.
   kBody,       // Head parsed; buffering the body before calling the app.
   kStreaming,  // A response is being produced (the app's stream waits for the socket).
+  kApp,        // The request is on a pool thread (--threads > 1), or waits for one.
   kDiscard,    // Response done; dropping the rest of a body the app did not read.
   kClosing,    // Last response queued; close once it is sent.
   kLinger,     // Output sent, write side shut; draining input before close.
@@ -26,6 +27,7 @@ struct Timeouts {
   uint64_t body_ms = 0;       // Between two pieces of request body.
   uint64_t send_ms = 0;       // Between two pieces of response progress.
   uint64_t linger_ms = 0;     // Draining input after our last response.
+  uint64_t request_ms = 0;    // An app call on a pool thread (--request-timeout); 0: none.
 };
 
 struct DeadlineView {
@@ -35,6 +37,8 @@ struct DeadlineView {
   bool output_queued = false;  // Response bytes wait to be written.
   bool write_blocked = false;  // The last write met a full socket (EAGAIN).
   bool input_pending = false;  // Received bytes not yet parsed.
+  bool app_started = false;    // kApp: a thread runs the app, since app_started_ms.
+  uint64_t app_started_ms = 0;
 };
 
 enum class Expiry : uint8_t {
@@ -45,6 +49,7 @@ enum class Expiry : uint8_t {
   kSend,     // The client stopped reading: drop the connection.
   kDiscard,  // The unread rest of a body stalled: close.
   kLinger,   // Lingering is over: close.
+  kRequest,  // 504: the app call on a thread outlived request_ms (issue 10).
 };
 
 // What, if anything, has expired at `now`. A connection is idle only when
@@ -62,6 +67,11 @@ inline Expiry expired(const DeadlineView& v, const Timeouts& t, uint64_t now) {
     case Phase::kBody: return past(v.progress_ms, t.body_ms) ? Expiry::kBody : Expiry::kNone;
     case Phase::kDiscard: return past(v.progress_ms, t.body_ms) ? Expiry::kDiscard : Expiry::kNone;
     case Phase::kLinger: return past(v.since_ms, t.linger_ms) ? Expiry::kLinger : Expiry::kNone;
+    case Phase::kApp:
+      // Waiting for a thread is the worker's back-pressure, not the app's
+      // time: the clock starts when a thread calls the app.
+      return t.request_ms > 0 && v.app_started && past(v.app_started_ms, t.request_ms) ? Expiry::kRequest
+                                                                                       : Expiry::kNone;
     case Phase::kClosing:
     case Phase::kStreaming: return Expiry::kNone;  // Covered by the send deadline above.
   }

@@ -55,6 +55,20 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_signal_init(&loop_, &sig_int_);
   uv_signal_init(&loop_, &sig_quit_);
   sig_term_.data = sig_int_.data = sig_quit_.data = this;
+  if (config_.threads > 1) {
+    job_limits_.limits = config_.limits;
+    job_limits_.body_ms = config_.body_ms;
+    job_limits_.send_ms = config_.send_ms;
+    job_limits_.body_window = std::max<size_t>(config_.max_body_buffer, 64 * 1024);
+    job_limits_.high_water = Connection::kHighWater;
+    size_t pending = config_.max_pending > 0 ? config_.max_pending : 8 * config_.threads;
+    threads_ = std::make_unique<ThreadPool>(
+        &loop_, config_.threads, pending, handler_, clock_ms_,
+        [](Job& job) {
+          if (job.owner != nullptr) job.owner->on_job();
+        },
+        [this] { on_slots(); });
+  }
 }
 
 Worker::~Worker() {
@@ -90,6 +104,7 @@ int Worker::run() {
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   uv_check_start(&check_, on_check);
   next_sweep_ = clock_ms_.now_ms() + kTickMs;
+  if (threads_) threads_->start();
   if (access_log_) {
     if (int err = access_log_->open(); err < 0) {
       log(LogLevel::kError, "cannot open the access log %s: %s", config_.access_log.path.c_str(), strerror(-err));
@@ -317,6 +332,28 @@ void Worker::sweep() {
   }
 }
 
+void Worker::add_slot_waiter(Connection* c) {
+  if (slot_waiters_.empty())
+    log(LogLevel::kDebug, "all %zu threads busy and %zu requests in flight (--max-pending): new requests wait",
+        threads_->threads(), threads_->in_flight());
+  slot_waiters_.push_back(c);
+}
+
+void Worker::remove_slot_waiter(Connection* c) {
+  auto it = std::find(slot_waiters_.begin(), slot_waiters_.end(), c);
+  if (it != slot_waiters_.end()) slot_waiters_.erase(it);
+}
+
+// Threads finished jobs: requests that waited start, oldest first, while
+// there is room.
+void Worker::on_slots() {
+  while (!slot_waiters_.empty() && !threads_->saturated()) {
+    Connection* c = slot_waiters_.front();
+    slot_waiters_.pop_front();
+    c->on_slot();
+  }
+}
+
 bool Worker::take_input_budget(size_t n) {
   if (n > config_.max_input_memory - std::min(budget_used_, config_.max_input_memory)) return false;
   budget_used_ += n;
@@ -374,6 +411,7 @@ void Worker::begin_stop(bool graceful) {
 void Worker::maybe_finish() {
   if (finished_ || !conns_.empty()) return;
   finished_ = true;
+  if (threads_) threads_->stop();  // Its async handle closes with the others.
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tick_), reinterpret_cast<uv_handle_t*>(&resume_),
                          reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&check_),
                          reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_term_),

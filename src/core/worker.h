@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <string>
@@ -17,9 +18,11 @@
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/handler.h"
+#include "core/job.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
 #include "core/static_files.h"
+#include "core/thread_pool.h"
 
 namespace fulmen {
 
@@ -42,6 +45,12 @@ struct WorkerConfig {
   // waking them all for each one.
   bool reuse_port = false;
   int backlog = 4096;
+  // --threads: the app runs on this many threads per worker; 1 calls it on
+  // the loop thread (issue 10). max_pending: parsed requests that may wait
+  // for a thread (0: 8 per thread). request_ms: --request-timeout, 0 = off.
+  size_t threads = 1;
+  size_t max_pending = 0;
+  uint64_t request_ms = 0;
   StaticConfig static_files;  // --static mounts and their settings (issue 11).
   // Proxies in front (issue 9). With proxy_versions, a connection from
   // proxy_allow_from (or over a unix socket) must begin with a PROXY header,
@@ -64,6 +73,7 @@ struct WorkerConfig {
     t.body_ms = body_ms;
     t.send_ms = send_ms;
     t.linger_ms = kLingerMs;
+    t.request_ms = request_ms;
     return t;
   }
 };
@@ -130,6 +140,18 @@ class Worker {
   // Runs the deadline sweep now (it also runs once a second, after the poll).
   void sweep();
 
+  // ---- Threaded mode (config().threads > 1, issue 10).
+  // The pool, or nullptr when the app runs on the loop thread.
+  ThreadPool* threads() { return threads_.get(); }
+  const JobLimits& job_limits() const { return job_limits_; }
+  // Scratch space for Connection::on_job() (one connection at a time).
+  std::vector<Job::Op>& job_ops() { return job_ops_; }
+  std::string& job_data() { return job_data_; }
+  // Connections with a request that waits for the pool (ThreadPool::saturated());
+  // woken in order (Connection::on_slot) as threads free up.
+  void add_slot_waiter(Connection* c);
+  void remove_slot_waiter(Connection* c);
+
  private:
   struct Listener {
     uv_poll_t poll;
@@ -154,6 +176,7 @@ class Worker {
   void resume_accepting();
   void begin_stop(bool graceful);
   void maybe_finish();
+  void on_slots();
 
   WorkerConfig config_;
   Handler& handler_;
@@ -184,6 +207,11 @@ class Worker {
   bool stopping_ = false;
   bool finished_ = false;
   bool accept_paused_ = false;
+  JobLimits job_limits_;
+  std::unique_ptr<ThreadPool> threads_;
+  std::vector<Job::Op> job_ops_;
+  std::string job_data_;
+  std::deque<Connection*> slot_waiters_;
 };
 
 }  // namespace fulmen

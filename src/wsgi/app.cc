@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "core/log.h"
 #include "wsgi/bridge.h"
@@ -70,6 +71,54 @@ void close_sent_file(void* p) {
   Py_DECREF(f->owner);
 }
 
+// Threaded mode (issue 10): the loop thread releases what it sent without
+// the GIL, which the app's threads hold most of the time (waiting for it
+// would stall every connection). References and sent files go on this list;
+// a pool thread drops them with the GIL it takes for its next request, and
+// after each one. A mutex, not the GIL, guards the list.
+struct Garbage {
+  std::mutex mu;
+  std::vector<PyObject*> objects;
+  std::vector<std::unique_ptr<SentFile>> files;
+};
+
+Garbage& garbage() {
+  static Garbage g;  // Kept for the process's life (a worker _exit()s).
+  return g;
+}
+
+void defer_decref(void* o) {
+  Garbage& g = garbage();
+  std::lock_guard lock(g.mu);
+  g.objects.push_back(static_cast<PyObject*>(o));
+}
+
+void defer_close_file(void* p) {
+  std::unique_ptr<SentFile> f(static_cast<SentFile*>(p));
+  ::close(f->fd);  // The descriptor needs no GIL: closed at once.
+  Garbage& g = garbage();
+  std::lock_guard lock(g.mu);
+  g.files.push_back(std::move(f));
+}
+
+// Drops what the loop handed back. The GIL must be held.
+void collect_garbage() {
+  Garbage& g = garbage();
+  std::vector<PyObject*> objects;
+  std::vector<std::unique_ptr<SentFile>> files;
+  {
+    std::lock_guard lock(g.mu);
+    if (g.objects.empty() && g.files.empty()) return;
+    objects.swap(g.objects);
+    files.swap(g.files);
+  }
+  for (PyObject* o : objects) Py_DECREF(o);
+  for (auto& f : files) {
+    call_close(f->owner, f->path);
+    Py_DECREF(f->owner);
+  }
+}
+
 // Pumps a generic response iterable. A block goes out (Connection::push)
 // before the iterator is asked for the next one: the next one may take long
 // to come, and PEP 3333 "Buffering and Streaming" forbids delaying a block
@@ -90,7 +139,7 @@ class Stream final : public ResponseStream {
     call_.reset();
   }
 
-  bool pump(Connection& c) override {
+  bool pump(Exchange& c) override {
     Gil::Acquire gil;
     Call* prev = App::current();
     App::set_current(call_.get());
@@ -100,7 +149,7 @@ class Stream final : public ResponseStream {
   }
 
  private:
-  bool pump_locked(Connection& c) {
+  bool pump_locked(Exchange& c) {
     Call& call = *call_;
     // A stream to a client that reads as fast as it is fed never congests
     // the socket: after this many blocks the pump hands the loop back to
@@ -250,16 +299,21 @@ bool App::init() {
 
 // Calls come from a small pool: the request path, the head snapshot, the
 // Input and the write() object keep their memory from one request to the next.
-CallPtr App::new_call(Connection& c) {
+CallPtr App::new_call(Exchange& c) {
   std::unique_ptr<Call> owned;
-  if (!free_calls_.empty()) {
-    owned = std::move(free_calls_.back());
-    free_calls_.pop_back();
-  } else {
-    owned = std::make_unique<Call>();
+  {
+    // Uncontended on the inline path (one thread), so cheap there too.
+    std::unique_lock lock(free_mu_, std::defer_lock);
+    if (settings_.threaded) lock.lock();
+    if (!free_calls_.empty()) {
+      owned = std::move(free_calls_.back());
+      free_calls_.pop_back();
+    }
   }
+  if (!owned) owned = std::make_unique<Call>();
   CallPtr call(owned.release());
   call->conn = &c;
+  call->thread = Gil::thread_token();
   call->app = this;
   call->lenient = settings_.script_mode;
   return call;
@@ -276,10 +330,11 @@ void App::recycle(Call* call) {
   call->head_sent = false;
   call->done = false;
   call->conn = nullptr;
-  if (free_calls_.size() < kMaxFreeCalls)
-    free_calls_.emplace_back(call);
-  else
-    delete call;
+  call->thread = nullptr;
+  std::unique_ptr<Call> owned(call);
+  std::unique_lock lock(free_mu_, std::defer_lock);
+  if (settings_.threaded) lock.lock();
+  if (free_calls_.size() < kMaxFreeCalls) free_calls_.push_back(std::move(owned));
 }
 
 bool App::no_body(const Call& call) const {
@@ -293,6 +348,51 @@ void App::finish(Call& call) {
 
 std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& head) {
   Gil::Acquire gil;
+  return serve(c, head);
+}
+
+void App::run_job(Job& job) {
+  Gil::hold();  // Kept until the thread finds no more work (thread_idle()).
+  Gil::Acquire gil;
+  collect_garbage();
+  // Its connection went away while it waited for a thread: nobody to answer.
+  if (job.client_gone()) return;
+  static thread_local RequestHead head;
+  if (!job.parse_head(&head)) {
+    job.send_error(400);  // It parsed on the loop, so this does not happen.
+    return;
+  }
+  std::unique_ptr<ResponseStream> stream = serve(job, head);
+  // A stream is pumped here, on this thread, to its end: the thread waits
+  // (GIL released) while the client is slow, up to send_timeout.
+  while (stream && !stream->pump(job)) {
+    Gil::Release nogil;
+    if (!job.wait_for_room()) break;
+  }
+  stream.reset();  // close() on the iterable, also when the client is gone.
+  collect_garbage();
+}
+
+// On the loop thread, rarely (a request timeout): the only place where the
+// loop waits for the GIL in threaded mode.
+std::string App::describe_job(const Job& job) {
+  Gil::Acquire gil;
+  std::string out;
+  PyRef sys(PyImport_ImportModule("sys"));
+  PyRef frames(sys ? PyObject_CallMethod(sys.get(), "_current_frames", nullptr) : nullptr);
+  PyRef key(PyLong_FromUnsignedLong(job.thread_ident()));
+  PyObject* frame = frames && key ? PyDict_GetItemWithError(frames.get(), key.get()) : nullptr;  // Borrowed.
+  PyRef tb(frame ? PyImport_ImportModule("traceback") : nullptr);
+  PyRef lines(tb ? PyObject_CallMethod(tb.get(), "format_stack", "O", frame) : nullptr);
+  PyRef sep(PyUnicode_FromString(""));
+  PyRef joined(lines && sep ? PyUnicode_Join(sep.get(), lines.get()) : nullptr);
+  const char* text = joined ? PyUnicode_AsUTF8(joined.get()) : nullptr;
+  out = text != nullptr ? text : "(the thread's stack is unavailable: it has left the app)\n";
+  PyErr_Clear();
+  return out;
+}
+
+std::unique_ptr<ResponseStream> App::serve(Exchange& c, const RequestHead& head) {
   CallPtr call = new_call(c);
 
   // PATH_INFO is the percent-decoded path, without root_path (SCRIPT_NAME).
@@ -335,9 +435,9 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
 
   // wsgi.input: the previous request's object when nobody else kept it.
   if (call->input && Py_REFCNT(call->input.get()) == 1)
-    input_attach(call->input.get(), &c);
+    input_attach(call->input.get(), &c, call->thread);
   else
-    call->input.reset(input_new(&c));
+    call->input.reset(input_new(&c, call->thread));
   if (!call->input) {
     fail(*call, "Error preparing");
     return nullptr;
@@ -348,8 +448,8 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
     return nullptr;
   }
 
-  Call* prev = current_;
-  current_ = call.get();
+  Call* prev = current();
+  set_current(call.get());
   PyObject* argv[2] = {env.get(), start_response_.get()};
   PyObject* result = PyObject_Vectorcall(callable, argv, 2, nullptr);
   std::unique_ptr<ResponseStream> stream;
@@ -357,14 +457,14 @@ std::unique_ptr<ResponseStream> App::handle(Connection& c, const RequestHead& he
     fail(*call, "Error handling request");
   else
     stream = respond(std::move(call), result);
-  current_ = prev;
+  set_current(prev);
   return stream;
 }
 
 std::unique_ptr<ResponseStream> App::respond(CallPtr call_owner, PyObject* result_raw) {
   PyRef result(result_raw);
   Call& call = *call_owner;
-  Connection& c = *call.conn;
+  Exchange& c = *call.conn;
   PyObject* res = result.get();
 
   // Whole bodies: a list or tuple (the common case), bytes, or in script mode str / None.
@@ -496,7 +596,8 @@ bool App::try_sendfile(Call& call, PyObject* owner, PyObject* file) {
   }
   // The file stays open until sendfile is done: closing it is the release.
   auto sent = std::make_unique<SentFile>(SentFile{fd, Py_NewRef(owner), call.path});
-  call.conn->write_body_file(fd, pos, len, Releaser{close_sent_file, sent.release()});
+  call.conn->write_body_file(fd, pos, len,
+                             Releaser{settings_.threaded ? defer_close_file : close_sent_file, sent.release()});
   finish(call);
   return true;
 }
@@ -517,7 +618,8 @@ bool App::write_item(Call& call, PyObject* item, bool by_ref) {
   if (len == 0) return true;
   if (!call.head_sent && !send_head(call, -1)) return false;
   if (by_ref || static_cast<size_t>(len) >= kRefThreshold)
-    call.conn->write_body_ref(data, static_cast<size_t>(len), Releaser{decref_with_gil, Py_NewRef(item)});
+    call.conn->write_body_ref(data, static_cast<size_t>(len),
+                              Releaser{settings_.threaded ? defer_decref : decref_with_gil, Py_NewRef(item)});
   else
     call.conn->write_body(data, static_cast<size_t>(len));
   return true;
@@ -529,7 +631,7 @@ void App::fail(Call& call, const char* context) {
   what.append(call.path);
   log_exception(what.c_str());
   call.done = true;
-  Connection& c = *call.conn;
+  Exchange& c = *call.conn;
   if (!c.head_started())
     c.send_error(c.body_failed() ? 400 : 500);
   else

@@ -3,23 +3,32 @@
 // log lines at the boundary).
 //
 // Threading: a worker runs its libuv loop on the main thread with the GIL
-// released, and takes the GIL only around calls into Python. All GIL moves go
-// through Gil::Acquire / Gil::Release so nested paths (a flush that drops a
-// body reference while wsgi.input is blocked in recv) never deadlock.
+// released. With --threads 1 the loop takes the GIL around calls into Python;
+// with --threads N > 1 (issue 10) it never does (but to log a stack at a
+// request timeout): pool threads take it to run one request each, through
+// a Job (core/job.h), and what must be released with the GIL after the loop
+// sent it (body references, sent files) is handed back to them (the
+// "garbage" list in app.cc). All GIL moves go through Gil::Acquire /
+// Gil::Release so nested paths (a flush that drops a body reference while
+// wsgi.input is blocked in recv) never deadlock.
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>  // PyMemberDef and T_* on Python < 3.12
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/connection.h"
+#include "core/exchange.h"
 #include "core/handler.h"
+#include "core/job.h"
 
 namespace fulmen::wsgi {
 
@@ -28,10 +37,13 @@ namespace fulmen::wsgi {
 // Per thread: the depth and the saved thread state belong to the thread that
 // took them (a Python thread that calls into the bridge must never see, or
 // change, the loop thread's count).
+struct Call;
 struct GilState {
   int depth = 0;
   PyThreadState* saved = nullptr;
   bool loop_thread = false;
+  Call* current = nullptr;                        // The request this thread serves (what start_response acts on).
+  PyGILState_STATE gstate = PyGILState_UNLOCKED;  // A pool thread's, from PyGILState_Ensure.
 };
 
 class Gil {
@@ -79,10 +91,40 @@ class Gil {
     state_.depth = 1;
     state_.loop_thread = true;
   }
-  // True on the thread that runs the worker's loop. The per-request objects
-  // (write(), wsgi.input, start_response) act on the loop's connection
-  // without locks, so any other thread is refused (no --threads yet).
+  // True on the thread that runs the worker's loop.
   static bool on_loop_thread() { return state_.loop_thread; }
+  // Identifies the calling thread. The per-request objects (write(),
+  // wsgi.input, start_response) act only for the thread that serves their
+  // request (the loop's, or a pool thread's); any other is refused.
+  static const void* thread_token() { return &state_; }
+  static Call*& current() { return state_.current; }
+  // A pool thread made by the core (unknown to Python) gets a thread state,
+  // then lets the GIL go; thread_end() gives the thread state back.
+  static void thread_begin() {
+    state_.gstate = PyGILState_Ensure();
+    state_.depth = 0;
+    state_.saved = PyEval_SaveThread();
+  }
+  static void thread_end() {
+    PyEval_RestoreThread(state_.saved);
+    state_.saved = nullptr;
+    PyGILState_Release(state_.gstate);
+  }
+  // A pool thread keeps the GIL from one request to the next while requests
+  // are queued (hold(): taken unless held), and lets it go when it runs out
+  // of work (let_go()): one GIL hand-off per burst, not per request.
+  static void hold() {
+    if (state_.depth == 0) {
+      PyEval_RestoreThread(state_.saved);
+      state_.depth = 1;
+    }
+  }
+  static void let_go() {
+    if (state_.depth == 1) {
+      state_.depth = 0;
+      state_.saved = PyEval_SaveThread();
+    }
+  }
 };
 
 // Owning reference, released with the GIL held by the owner's caller.
@@ -118,12 +160,13 @@ void log_exception(const char* context);
 // ---------------------------------------------------------------- wsgi.input
 
 // One Input serves one request at a time. A detached Input (its request
-// ended) raises RuntimeError; so does a read from a thread other than the
-// loop's. An Input nobody else holds (refcount 1) is attached again to the
-// next request instead of allocating a new one.
+// ended) raises RuntimeError; so does a read from a thread other than the one
+// serving the request (thread: Gil::thread_token()). An Input nobody else
+// holds (refcount 1) is attached again to the next request instead of
+// allocating a new one.
 extern PyTypeObject InputType;
-PyObject* input_new(Connection* conn);  // New reference, attached to conn.
-void input_attach(PyObject* input, Connection* conn);
+PyObject* input_new(Exchange* conn, const void* thread);  // New reference, attached to conn.
+void input_attach(PyObject* input, Exchange* conn, const void* thread);
 void input_detach(PyObject* input);
 
 // ---------------------------------------------------------------- write()
@@ -161,6 +204,7 @@ struct EnvironSettings {
   std::vector<ListenerInfo> listeners;
   std::string root_path;  // SCRIPT_NAME prefix ("" or "/x")
   bool multiprocess = false;
+  bool multithread = false;  // --threads > 1
 };
 
 class EnvironBuilder {
@@ -172,7 +216,7 @@ class EnvironBuilder {
   // Returns a new environ dict for the request, or nullptr with an exception.
   // `path` is the percent-decoded path; SCRIPT_NAME and PATH_INFO are set by
   // the caller through set_script_path().
-  PyObject* build(Connection& c, const RequestHead& head, PyObject* input);
+  PyObject* build(Exchange& c, const RequestHead& head, PyObject* input);
 
   // Sets SCRIPT_NAME and PATH_INFO. script_prefix is added after root_path.
   bool set_script_path(PyObject* env, std::string_view script_prefix, std::string_view path_info);
@@ -209,6 +253,7 @@ struct Route {
 
 struct AppSettings {
   bool script_mode = false;
+  bool threaded = false;  // --threads > 1: requests are served by run_job() on pool threads.
 };
 
 class App;
@@ -256,11 +301,13 @@ struct ResponseHead {
 // Calls are pooled by the App: the buffers, the Input and the write callable
 // are reused from one request to the next.
 struct Call {
-  Connection* conn = nullptr;
+  Exchange* conn = nullptr;      // The Connection (inline) or the Job (threaded).
+  const void* thread = nullptr;  // Gil::thread_token() of the thread that serves it.
   App* app = nullptr;
-  ResponseHead head;  // Valid once start_response succeeded.
-  PyRef input;        // wsgi.input, attached to conn while the request lasts.
-  PyRef writer;       // write(), attached once start_response returned it.
+  ResponseHead head;     // Valid once start_response succeeded.
+  ResponseHead scratch;  // Where start_response validates a head before swapping it in.
+  PyRef input;           // wsgi.input, attached to conn while the request lasts.
+  PyRef writer;          // write(), attached once start_response returned it.
   bool writer_attached = false;
   bool head_sent = false;
   bool done = false;     // finish_response / abort: nothing more may be written.
@@ -282,6 +329,12 @@ class App final : public Handler {
   bool init();  // Python exception on failure.
 
   std::unique_ptr<ResponseStream> handle(Connection& c, const RequestHead& head) override;
+  // Threaded mode: one request, to its end, on a pool thread.
+  void run_job(Job& job) override;
+  std::string describe_job(const Job& job) override;
+  void thread_begin() override { Gil::thread_begin(); }
+  void thread_end() override { Gil::thread_end(); }
+  void thread_idle() override { Gil::let_go(); }
   // The GIL is held across a pipelined batch instead of per request.
   void batch_begin() override { batch_gil_.emplace(); }
   void batch_end() override { batch_gil_.reset(); }
@@ -303,19 +356,21 @@ class App final : public Handler {
   // (RFC 9110 9.3.2, 15.3.5, 15.4.5).
   bool no_body(const Call& call) const;
 
-  static Call* current() { return current_; }
-  static void set_current(Call* c) { current_ = c; }
+  // The request the calling thread serves.
+  static Call* current() { return Gil::current(); }
+  static void set_current(Call* c) { Gil::current() = c; }
   PyObject* start_response() const { return start_response_.get(); }
+  bool threaded() const { return settings_.threaded; }
 
   // A hop-by-hop field from the app is dropped; say so once per worker.
   void note_dropped_hop_by_hop(std::string_view name);
 
   void recycle(Call* call);
-  // Where start_response validates a head before swapping it into the Call.
-  ResponseHead& scratch_head() { return scratch_head_; }
 
  private:
-  CallPtr new_call(Connection& c);
+  CallPtr new_call(Exchange& c);
+  // The request path shared by both modes: route, environ, app call, response.
+  std::unique_ptr<ResponseStream> serve(Exchange& c, const RequestHead& head);
   std::unique_ptr<ResponseStream> respond(CallPtr call, PyObject* result);
   bool try_sendfile(Call& call, PyObject* result, PyObject* file);
 
@@ -326,11 +381,12 @@ class App final : public Handler {
   AppSettings settings_;
   PyRef start_response_;
   ResponseHead default_head_;  // Script mode without start_response.
-  ResponseHead scratch_head_;
+  // Pooled Calls; pool threads share them (the mutex, not the GIL, guards
+  // the vector, so a free-threaded build needs nothing more).
+  std::mutex free_mu_;
   std::vector<std::unique_ptr<Call>> free_calls_;
   std::optional<Gil::Acquire> batch_gil_;
-  bool hop_by_hop_logged_ = false;
-  static inline Call* current_ = nullptr;
+  std::atomic<bool> hop_by_hop_logged_{false};
 };
 
 PyObject* make_start_response();  // The reusable start_response callable.

@@ -163,7 +163,7 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
     Item items[] = {{"wsgi.version", version.get()},
                     {"wsgi.url_scheme", scheme.get()},
                     {"wsgi.errors", errors_.get()},
-                    {"wsgi.multithread", Py_False},
+                    {"wsgi.multithread", settings_.multithread ? Py_True : Py_False},
                     {"wsgi.multiprocess", settings_.multiprocess ? Py_True : Py_False},
                     {"wsgi.run_once", Py_False},
                     {"wsgi.input_terminated", Py_True},
@@ -208,7 +208,7 @@ PyObject* EnvironBuilder::key_for(std::string_view name, bool* owned) {
   return PyUnicode_FromStringAndSize(buf, static_cast<Py_ssize_t>(name.size() + 5));
 }
 
-PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject* input) {
+PyObject* EnvironBuilder::build(Exchange& c, const RequestHead& head, PyObject* input) {
   PyRef env(PyDict_Copy(protos_[c.listener()].get()));
   if (!env) return nullptr;
   PyObject* d = env.get();

@@ -6,31 +6,36 @@
 //
 // An Input belongs to one request: once that request is over it is detached
 // and every read raises RuntimeError (a kept wsgi.input must not read the
-// body of whatever request the connection carries next). Reads from another
-// thread are refused too: they would block on the loop's socket and move the
-// GIL behind the loop's back.
+// body of whatever request the connection carries next). Reads from a thread
+// other than the one serving the request are refused too: they would race it
+// on the body's state. With --threads the body source is a Job, and a read
+// that waits blocks only the reading thread (issue 10).
 #include "wsgi/bridge.h"
 
 namespace fulmen::wsgi {
 namespace {
 
 struct Input {
-  PyObject_HEAD Connection* conn;  // nullptr once the request is over.
+  PyObject_HEAD Exchange* conn;  // nullptr once the request is over.
+  const void* thread;            // The thread serving the request (Gil::thread_token()).
 };
 
-// The connection to read from, or nullptr with RuntimeError set.
-Connection* usable(Input* self) {
-  if (!Gil::on_loop_thread()) {
-    PyErr_SetString(PyExc_RuntimeError, "wsgi.input read from a thread other than the worker's; not supported");
+// The body to read from, or nullptr with RuntimeError set.
+Exchange* usable(Input* self) {
+  if (self->conn == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "wsgi.input read after its request ended");
     return nullptr;
   }
-  if (self->conn == nullptr) PyErr_SetString(PyExc_RuntimeError, "wsgi.input read after its request ended");
+  if (self->thread != Gil::thread_token()) {
+    PyErr_SetString(PyExc_RuntimeError, "wsgi.input read from a thread other than its request's; not supported");
+    return nullptr;
+  }
   return self->conn;
 }
 
 // Waits for more body bytes, until deadline_ms at the latest. Returns 1
 // (more), 0 (end of body), or -1 with OSError set.
-int fill(Connection* c, uint64_t deadline_ms) {
+int fill(Exchange* c, uint64_t deadline_ms) {
   int r;
   {
     Gil::Release nogil;
@@ -43,7 +48,7 @@ int fill(Connection* c, uint64_t deadline_ms) {
 // Reads up to `limit` bytes (SIZE_MAX: to the end), stopping after a newline
 // when `line` is set. Returns a new bytes object or nullptr with an exception.
 PyObject* read_impl(Input* self, size_t limit, bool line) {
-  Connection* c = usable(self);
+  Exchange* c = usable(self);
   if (c == nullptr) return nullptr;
   if (limit == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   // The common case: everything asked for is already here, one copy.
@@ -159,14 +164,18 @@ PyTypeObject InputType = [] {
   return t;
 }();
 
-PyObject* input_new(Connection* conn) {
+PyObject* input_new(Exchange* conn, const void* thread) {
   Input* self = PyObject_New(Input, &InputType);
-  if (self) self->conn = conn;
+  if (self) {
+    self->conn = conn;
+    self->thread = thread;
+  }
   return reinterpret_cast<PyObject*>(self);
 }
 
-void input_attach(PyObject* input, Connection* conn) {
+void input_attach(PyObject* input, Exchange* conn, const void* thread) {
   reinterpret_cast<Input*>(input)->conn = conn;
+  reinterpret_cast<Input*>(input)->thread = thread;
 }
 
 void input_detach(PyObject* input) {

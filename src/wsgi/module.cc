@@ -176,6 +176,17 @@ PyObject* serve(PyObject*, PyObject* args) {
   long long max_body_size = 0, max_input_memory = static_cast<long long>(wc.max_input_memory);
   if (!opt_int(options, "max_body_size", &max_body_size) || !opt_int(options, "max_input_memory", &max_input_memory))
     return nullptr;
+  long long threads = 1, max_pending = 0;
+  if (!opt_int(options, "threads", &threads) || !opt_int(options, "max_pending", &max_pending) ||
+      !opt_ms(options, "request_timeout", &wc.request_ms))
+    return nullptr;
+  if (threads < 1) {
+    PyErr_SetString(PyExc_ValueError, "threads must be >= 1");
+    return nullptr;
+  }
+  wc.threads = static_cast<size_t>(threads);
+  wc.max_pending = static_cast<size_t>(max_pending);
+  es.multithread = as.threaded = threads > 1;
   wc.max_body_size = static_cast<uint64_t>(max_body_size);
   wc.max_input_memory = static_cast<size_t>(max_input_memory);
   if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
@@ -269,6 +280,18 @@ PyMODINIT_FUNC PyInit__core() {
     return nullptr;
   PyObject* m = PyModule_Create(&module_def);
   if (m == nullptr) return nullptr;
+#ifdef Py_GIL_DISABLED
+  // Free-threaded CPython (3.13t+): the bridge still counts on the GIL for
+  // the Python objects it shares between threads (the wsgi.errors line
+  // buffer, the environ prototypes, lazily created caches), so it says so and
+  // the interpreter keeps the GIL on while it is loaded. The core's own
+  // shared data (ThreadPool, Job, the Call pool, the garbage list) uses
+  // mutexes and atomics, not the GIL. See docs/design.md.
+  if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+#endif
   if (PyModule_AddObject(m, "FileWrapper", Py_NewRef(reinterpret_cast<PyObject*>(&FileWrapperType))) < 0) {
     Py_DECREF(m);
     return nullptr;

@@ -43,14 +43,6 @@ bool parse_content_length(std::string_view v, std::string_view* digits, int64_t*
   return true;
 }
 
-// Refuses calls from any thread but the worker's loop thread: the request
-// state is the loop's, and touching it elsewhere races it.
-bool check_thread(const char* what) {
-  if (Gil::on_loop_thread()) return true;
-  PyErr_Format(PyExc_RuntimeError, "%s called from a thread other than the worker's; not supported", what);
-  return false;
-}
-
 // ---------------------------------------------------------------- write()
 
 struct Writer {
@@ -63,10 +55,15 @@ PyObject* writer_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf
     PyErr_SetString(PyExc_TypeError, "write(data) takes exactly one positional argument");
     return nullptr;
   }
-  if (!check_thread("write()")) return nullptr;
   Call* call = reinterpret_cast<Writer*>(self)->call;
   if (call == nullptr) {
     PyErr_SetString(PyExc_RuntimeError, "write() called after its request ended");
+    return nullptr;
+  }
+  // The request's state belongs to the thread that serves it; another
+  // thread would race it.
+  if (call->thread != Gil::thread_token()) {
+    PyErr_SetString(PyExc_RuntimeError, "write() called from a thread other than its request's; not supported");
     return nullptr;
   }
   if (call->done) {
@@ -81,7 +78,7 @@ PyObject* writer_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf
   if (!call->app->write_item(*call, data)) return nullptr;
   // PEP 3333: write() returns once the data is sent or buffered, and a
   // server must not delay the transmission of a block: send it now.
-  Connection& c = *call->conn;
+  Exchange& c = *call->conn;
   bool ok = c.push();
   if (ok && c.output_congested()) {
     // Keep the buffer bounded: wait for the socket when a lot is queued.
@@ -112,10 +109,12 @@ PyObject* start_response_impl(PyObject*, PyObject* const* args, Py_ssize_t nargs
     PyErr_SetString(PyExc_TypeError, "start_response(status, headers, exc_info=None)");
     return nullptr;
   }
-  if (!check_thread("start_response()")) return nullptr;
+  // The calling thread's request: none outside of one, and none on a
+  // thread other than the one that serves it.
   Call* call = App::current();
   if (call == nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "start_response() called outside of a request");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "start_response() called outside of a request, or from a thread other than its request's");
     return nullptr;
   }
   if (exc_info != Py_None) {
@@ -139,7 +138,7 @@ PyObject* start_response_impl(PyObject*, PyObject* const* args, Py_ssize_t nargs
   }
   // Validated into the App's scratch head, then swapped in: a call that
   // fails leaves what an earlier one set.
-  ResponseHead& scratch = call->app->scratch_head();
+  ResponseHead& scratch = call->scratch;
   if (!scratch.assign(args[0], args[1], call->app)) return nullptr;
   std::swap(call->head, scratch);
   if (!call->writer_attached) {
@@ -302,8 +301,7 @@ bool ResponseHead::assign(PyObject* status, PyObject* headers, App* app) {
 }
 
 void App::note_dropped_hop_by_hop(std::string_view name) {
-  if (hop_by_hop_logged_) return;
-  hop_by_hop_logged_ = true;
+  if (hop_by_hop_logged_.exchange(true)) return;
   log(LogLevel::kDebug, "dropped the hop-by-hop header %.*s set by the application (logged once per worker)",
       static_cast<int>(std::min<size_t>(name.size(), 64)), name.data());
 }
@@ -317,7 +315,7 @@ bool App::send_head(Call& call, int64_t known_length) {
     }
     h = &default_head_;
   }
-  Connection& c = *call.conn;
+  Exchange& c = *call.conn;
   c.start_response(h->status(), h->code, h->app_server, h->app_date);
   for (const ResponseHead::Field& f : h->fields) c.add_header(h->name(f), h->value(f));
   c.end_headers(known_length);

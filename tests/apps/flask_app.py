@@ -5,11 +5,13 @@ Nothing here knows about fulmen: it is the kind of app a user would write.
 
 import hashlib
 import os
+import time
 
 from flask import (
     Flask,
     Response,
     abort,
+    g,
     jsonify,
     request,
     send_file,
@@ -113,3 +115,11 @@ def headers():
 @app.route("/whoami")
 def whoami():
     return jsonify(remote_port=request.environ.get("REMOTE_PORT"), n=request.args.get("n"))
+
+
+@app.route("/wait-echo")
+def wait_echo():
+    # Per-request state through a wait: with threads, other requests run meanwhile.
+    g.rid = request.args["id"]
+    time.sleep(float(request.args.get("s", "0.01")))
+    return jsonify(id=g.rid, args_id=request.args["id"])

@@ -165,6 +165,21 @@ struct Rig {
 
 }  // namespace
 
+TEST(a_request_on_a_thread_expires_only_after_request_ms_from_its_start) {
+  auto t = timeouts();
+  auto v = view(Phase::kApp, 0);
+  CHECK(expired(v, t, 1000000) == Expiry::kNone) << "no request timeout set";
+  t.request_ms = 2000;
+  CHECK(expired(v, t, 1000000) == Expiry::kNone) << "waiting for a thread is not the app's time";
+  v.app_started = true;
+  v.app_started_ms = 5000;
+  CHECK(expired(v, t, 6999) == Expiry::kNone);
+  CHECK(expired(v, t, 7000) == Expiry::kRequest);
+  v.write_blocked = true;
+  v.progress_ms = 0;
+  CHECK(expired(v, t, 40000) == Expiry::kSend) << "a client that stopped reading still goes first";
+}
+
 TEST(a_request_that_arrived_during_a_long_turn_is_answered_not_reset) {
   Rig rig(5000);
   rig.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");

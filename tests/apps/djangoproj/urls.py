@@ -16,4 +16,5 @@ urlpatterns = [
     path("file/", views.file),
     path("whoami/", views.whoami),
     path("headers/", views.headers),
+    path("wait-echo/", views.wait_echo),
 ]

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import time
 
 from django.http import (
     FileResponse,
@@ -92,3 +93,10 @@ def headers(request):
     resp["X-Custom"] = "django"
     resp.set_cookie("session_id", "abc123")
     return resp
+
+
+def wait_echo(request):
+    # The request object keeps its own query through a wait while other requests run.
+    rid = request.GET["id"]
+    time.sleep(float(request.GET.get("s", "0.01")))
+    return JsonResponse({"id": rid, "args_id": request.GET["id"]})
