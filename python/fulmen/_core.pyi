@@ -48,6 +48,7 @@ class Options(TypedDict):
     access_logformat: str  # gunicorn's format language
     access_log_exclude: list[str]  # request paths not logged
     log_format: str  # "text" or "json"
+    metrics_bind: str  # "HOST:PORT" for GET /metrics from the master, "" = none
     # Proxies in front (issue 9).
     forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded
     proxy_protocol: str  # "off", "auto", "v1" or "v2": a PROXY header first from proxy_allow_from

@@ -673,7 +673,10 @@ def serve(loaded: Loaded, settings: Settings) -> int:
         sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
         # Blocks until the master stops; the socket objects stay referenced
         # (and open) in `listeners` all along.
-        return int(core.serve(loaded.target, sockets, options))
+        try:
+            return int(core.serve(loaded.target, sockets, options))
+        except OSError as error:  # e.g. the --metrics-bind port is taken: one line, no traceback
+            return _fail(str(error), ExitCode.ERROR)
     finally:
         close_listeners(listeners)
         if pidfile is not None:

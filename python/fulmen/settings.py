@@ -613,6 +613,16 @@ class IpAllowList(Converter):
         return ",".join(result)
 
 
+def _is_metrics_bind(value: str) -> bool:
+    if value == "":
+        return True
+    try:
+        address = parse_address(value)
+    except InvalidValue:
+        return False
+    return not address.is_unix
+
+
 # ---- access log ----------------------------------------------------------
 
 #: gunicorn's default access log format.
@@ -1000,6 +1010,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
                                       _is_header_value), "fulmen",
         "Value of the Server response header; empty to send none.",
         metavar="TEXT",
+    ),
+    # ---- metrics (issue 9) ----
+    Setting(
+        "metrics_bind", "Logging", Text("HOST:PORT (TCP) or '' (none)", _is_metrics_bind), "",
+        "Serve GET /metrics (Prometheus text format) from the master on HOST:PORT; off by default.",
+        details=(
+            "Every worker counts into a slot of memory it shares with the master (no locks on the "
+            "request path); the master's page sums them: `fulmen_requests_total{status,method}`, "
+            "`fulmen_request_duration_seconds` (histogram, from a request's head to the end of its "
+            "response), `fulmen_requests_in_flight`, `fulmen_connections_open`, "
+            "`fulmen_connections_accepted_total`, `fulmen_bad_requests_total{status}`, "
+            "`fulmen_bytes_sent_total`, `fulmen_worker_restarts_total{reason}` and `fulmen_workers`. "
+            "Counters are never reset: a worker that replaces another carries on from its totals, "
+            "so N requests served add exactly N. Bind it to an address only the scraper reaches."
+        ),
+        metavar="ADDRESS",
     ),
     # ---- proxies (issue 9) ----
     Setting(

@@ -26,6 +26,12 @@
 namespace fulmen {
 namespace {
 
+uint64_t monotonic_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 // What one recv asks for at least; the buffer grows when less room is left.
 constexpr size_t kReadChunk = 16384;
 
@@ -38,6 +44,10 @@ uint64_t now_ms(const Worker& w) {
 Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer)
     : worker_(worker), fd_(fd), listener_(listener), peer_(peer), client_(peer), out_(worker.pool()) {
   poll_.data = this;
+  if (Metrics::Slot* m = worker.metrics()) {
+    m->add(m->connections_accepted);
+    m->add(m->connections_open, 1);
+  }
   // Who may speak for the client (issue 9): a peer over a unix socket is a
   // local process, trusted as gunicorn trusts it; a TCP peer only when listed.
   const WorkerConfig& config = worker.config();
@@ -51,6 +61,7 @@ Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_s
 }
 
 Connection::~Connection() {
+  if (Metrics::Slot* m = worker_.metrics()) m->add(m->connections_open, -1);
   drop_job();
   out_.clear();
   // Destroying the stream releases the app's iterable (WSGI close()).
@@ -387,6 +398,12 @@ void Connection::fresh_exchange() {
 bool Connection::begin_exchange(int head_len) {
   fresh_exchange();
   if (AccessLog* al = worker_.access_log()) log_begin(*al);
+  if (Metrics::Slot* m = worker_.metrics()) {
+    counted_ = true;
+    metrics_method_ = Metrics::method_index(worker_.scratch_head().method);
+    if (!logging_) log_start_us_ = monotonic_us();
+    m->add(m->in_flight, 1);
+  }
   const RequestHead& head_ = worker_.scratch_head();
   ex_.version_minor = head_.version_minor;
   ex_.head_request = head_.method == "HEAD";
@@ -531,12 +548,6 @@ bool Connection::apply_forwarded() {
 
 namespace {
 
-uint64_t monotonic_us() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
-}
-
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -593,6 +604,12 @@ void Connection::log_begin(AccessLog& log) {
 // Writes the exchange's line, once: at its end, at an error answer, or when
 // the connection closes under it.
 void Connection::log_end() {
+  if (counted_) {
+    counted_ = false;
+    Metrics::Slot* m = worker_.metrics();
+    m->request_done(ex_.status, metrics_method_, monotonic_us() - log_start_us_);
+    m->add(m->in_flight, -1);
+  }
   if (!logging_) return;
   logging_ = false;
   AccessLog* log = worker_.access_log();
@@ -923,6 +940,7 @@ void Connection::respond_error(int status) {
   ex_.head_request = false;
   if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501) {
     worker_.note_refused(client(), status);
+    if (Metrics::Slot* m = worker_.metrics()) m->refused_request(status);
   }
   auto reason = reason_phrase(status);
   char body[96];
@@ -1189,6 +1207,7 @@ bool Connection::flush() {
   if (!out_.empty()) {
     size_t written = 0;
     OutputQueue::Result r = out_.write_to(fd_, &written);
+    if (Metrics::Slot* m = worker_.metrics(); m != nullptr && written > 0) m->add(m->bytes_sent, written);
     // Progress is a write that moved bytes, or the first that found the socket full.
     if (written > 0 || (r == OutputQueue::Result::kAgain && !want_write_)) progress_ = now_ms(worker_);
     switch (r) {

@@ -238,6 +238,8 @@ class Connection final : public Exchange {
   // after the parser's scratch head is reused: a copy of the head's bytes
   // and views into the copy (the buffers keep their capacity across requests).
   bool logging_ = false;
+  bool counted_ = false;  // The exchange is in the metrics' in-flight count.
+  size_t metrics_method_ = 0;
   uint64_t log_start_us_ = 0;
   std::string log_head_;
   std::vector<Header> log_headers_;

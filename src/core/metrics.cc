@@ -10,13 +10,6 @@
 namespace fulmen {
 namespace {
 
-size_t method_index(std::string_view method) {
-  for (size_t i = 0; i + 1 < Metrics::kMethods.size(); ++i) {
-    if (method == Metrics::kMethods[i]) return i;
-  }
-  return Metrics::kMethods.size() - 1;
-}
-
 size_t slot_offset() {
   // Slots start on a cache line of their own, so two workers never share one.
   return 64 * ((sizeof(std::atomic<uint64_t>) * Metrics::kExitNames.size() + 63) / 64);
@@ -46,10 +39,17 @@ void append_value(std::string& out, const char* series, unsigned long long v) {
 
 }  // namespace
 
-void Metrics::Slot::request_done(int status, std::string_view method, uint64_t duration_us) {
+size_t Metrics::method_index(std::string_view method) {
+  for (size_t i = 0; i + 1 < kMethods.size(); ++i) {
+    if (method == kMethods[i]) return i;
+  }
+  return kMethods.size() - 1;
+}
+
+void Metrics::Slot::request_done(int status, size_t method, uint64_t duration_us) {
   int cls = status / 100 - 1;
   if (cls < 0 || cls >= kStatusClasses) cls = kStatusClasses - 1;
-  add(requests[cls][method_index(method)]);
+  add(requests[cls][method]);
   double seconds = static_cast<double>(duration_us) / 1e6;
   size_t b = 0;
   while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
@@ -89,6 +89,10 @@ Metrics::Slot* Metrics::claim(pid_t self) {
   for (size_t i = 0; i < count_; ++i) {
     Slot* s = slot(i);
     int32_t owner = s->owner.load(std::memory_order_acquire);
+    if (owner != 0 && kill(owner, 0) == -1 && errno == ESRCH) {
+      release(s, owner, false);
+      owner = 0;
+    }
     if (owner != 0) continue;
     if (s->owner.compare_exchange_strong(owner, self, std::memory_order_acq_rel)) {
       s->exit.store(0, std::memory_order_relaxed);
@@ -101,23 +105,30 @@ Metrics::Slot* Metrics::claim(pid_t self) {
   return nullptr;
 }
 
-void Metrics::worker_exited(pid_t pid, bool timed_out) {
-  for (size_t i = 0; i < count_; ++i) {
-    Slot* s = slot(i);
-    if (s->owner.load(std::memory_order_acquire) != pid) continue;
-    auto exit = static_cast<Exit>(s->exit.load(std::memory_order_relaxed));
-    if (timed_out) exit = Exit::kTimeout;
-    if (exit == Exit::kNone) exit = Exit::kCrashed;
-    auto& c = header()->exits[static_cast<size_t>(exit)];
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    s->in_flight.store(0, std::memory_order_relaxed);
-    s->connections_open.store(0, std::memory_order_relaxed);
-    s->owner.store(0, std::memory_order_release);  // Free: a later worker carries on from its totals.
-    return;
+void Metrics::release(Slot* s, int32_t pid, bool timed_out) {
+  auto exit = static_cast<Exit>(s->exit.load(std::memory_order_relaxed));
+  if (timed_out) exit = Exit::kTimeout;
+  if (exit == Exit::kNone) exit = Exit::kCrashed;
+  s->in_flight.store(0, std::memory_order_relaxed);
+  s->connections_open.store(0, std::memory_order_relaxed);
+  int32_t expected = pid;
+  // Free: a later worker carries on from its totals.
+  if (s->owner.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+    header()->exits[static_cast<size_t>(exit)].fetch_add(1, std::memory_order_relaxed);
   }
 }
 
-void Metrics::render(std::string& out, int workers) const {
+void Metrics::worker_exited(pid_t pid, bool timed_out) {
+  for (size_t i = 0; i < count_; ++i) {
+    Slot* s = slot(i);
+    if (s->owner.load(std::memory_order_acquire) == pid) {
+      release(s, pid, timed_out);
+      return;
+    }
+  }
+}
+
+void Metrics::render(std::string& out) const {
   auto sum = [this](auto field) {
     unsigned long long total = 0;
     for (size_t i = 0; i < count_; ++i) total += static_cast<unsigned long long>(field(*slot(i)));
@@ -183,7 +194,12 @@ void Metrics::render(std::string& out, int workers) const {
     append_value(out, series, header()->exits[e].load(std::memory_order_relaxed));
   }
   append_counter(out, "fulmen_workers", "Worker processes running.", "gauge");
-  append_value(out, "fulmen_workers", static_cast<unsigned long long>(workers));
+  unsigned long long workers = 0;
+  for (size_t i = 0; i < count_; ++i) {
+    int32_t owner = slot(i)->owner.load(std::memory_order_acquire);
+    if (owner != 0 && (kill(owner, 0) == 0 || errno != ESRCH)) ++workers;
+  }
+  append_value(out, "fulmen_workers", workers);
 }
 
 }  // namespace fulmen

@@ -57,9 +57,15 @@ class Metrics {
       c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
     // A request ended with status after duration_us (from its head to its end).
-    void request_done(int status, std::string_view method, uint64_t duration_us);
+    void request_done(int status, std::string_view method, uint64_t duration_us) {
+      request_done(status, method_index(method), duration_us);
+    }
+    void request_done(int status, size_t method, uint64_t duration_us);
     void refused_request(int status);
   };
+
+  // The index of method in kMethods ("other" for any method not listed).
+  static size_t method_index(std::string_view method);
 
   // Maps a region of `slots` slots shared with every process forked after
   // it. nullptr (and errno) when the mapping fails.
@@ -68,8 +74,9 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // In a worker: takes a free slot, or the slot of a worker that has died.
-  // nullptr when every slot is held by a live process.
+  // In a worker: takes a free slot, or the slot of a worker that has died
+  // (counting that worker's exit, when the master has not yet). nullptr when
+  // every slot is held by a live process.
   Slot* claim(pid_t self);
   // In the master, when a worker was reaped: its slot is marked free (the
   // totals stay) and its exit is counted; a worker that recorded no reason
@@ -77,17 +84,20 @@ class Metrics {
   void worker_exited(pid_t pid, bool timed_out);
 
   // The Prometheus text exposition (version 0.0.4) of every slot summed;
-  // workers is the number of live workers the master has.
-  void render(std::string& out, int workers) const;
+  // fulmen_workers counts the slots whose owner is alive.
+  void render(std::string& out) const;
 
  private:
   // The region: this header, then count_ slots.
   struct Header {
-    std::atomic<uint64_t> exits[kExitNames.size()];  // written by the master only
+    std::atomic<uint64_t> exits[kExitNames.size()];
   };
   Metrics(void* base, size_t count, size_t bytes) : base_(base), count_(count), bytes_(bytes) {}
   Header* header() const { return static_cast<Header*>(base_); }
   Slot* slot(size_t i) const;
+  // Frees slot s of the dead worker pid and counts its exit, once (whoever
+  // frees the slot counts it).
+  void release(Slot* s, int32_t pid, bool timed_out);
 
   void* base_;
   size_t count_;

@@ -29,8 +29,7 @@ constexpr int kReadTimeoutMs = 2000;
 
 }  // namespace
 
-MetricsServer::MetricsServer(Metrics& metrics, int listen_fd, std::function<int()> workers)
-    : metrics_(metrics), listen_fd_(listen_fd), workers_(std::move(workers)) {
+MetricsServer::MetricsServer(Metrics& metrics, int listen_fd) : metrics_(metrics), listen_fd_(listen_fd) {
   static const bool registered = [] { return pthread_atfork(nullptr, nullptr, close_in_child) == 0; }();
   (void)registered;
   g_listen_fd.store(listen_fd_);
@@ -83,7 +82,7 @@ void MetricsServer::answer(int fd) {
   bool get = head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?");
   bool head_only = head.starts_with("HEAD /metrics ") || head.starts_with("HEAD /metrics?");
   if (get || head_only) {
-    metrics_.render(body, workers_ ? workers_() : 0);
+    metrics_.render(body);
   } else if (head.starts_with("GET ") || head.starts_with("HEAD ")) {
     status = "404 Not Found";
     type = "text/plain; charset=utf-8";

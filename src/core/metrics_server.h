@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <thread>
 
 #include "core/metrics.h"
@@ -13,9 +12,8 @@ namespace fulmen {
 
 class MetricsServer {
  public:
-  // listen_fd: a listening socket the server takes ownership of. workers
-  // gives the number of live workers when a page is rendered.
-  MetricsServer(Metrics& metrics, int listen_fd, std::function<int()> workers);
+  // listen_fd: a listening socket the server takes ownership of.
+  MetricsServer(Metrics& metrics, int listen_fd);
   ~MetricsServer();  // Stops the thread and closes the socket.
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -30,7 +28,6 @@ class MetricsServer {
 
   Metrics& metrics_;
   int listen_fd_;
-  std::function<int()> workers_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

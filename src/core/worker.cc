@@ -86,6 +86,10 @@ Worker::~Worker() {
 }
 
 int Worker::run() {
+  if (config_.metrics != nullptr) {
+    metrics_ = config_.metrics->claim(getpid());
+    if (metrics_ == nullptr) log(LogLevel::kWarning, "no free metrics slot: this worker is not counted");
+  }
   // A client that disconnects mid-write must not kill the worker.
   signal(SIGPIPE, SIG_IGN);
   // The master alone acts on a hang-up; one sent to the whole process group
@@ -115,6 +119,9 @@ int Worker::run() {
   log(LogLevel::kInfo, "Worker %d ready", static_cast<int>(getpid()));
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (access_log_) access_log_->flush();
+  if (metrics_ && metrics_->exit.load(std::memory_order_relaxed) == 0) {
+    metrics_->exit.store(static_cast<int32_t>(Metrics::Exit::kStopped), std::memory_order_relaxed);
+  }
   log(LogLevel::kInfo, "Worker %d stopped", static_cast<int>(getpid()));
   return 0;
 }

@@ -19,6 +19,7 @@
 #include "core/connection.h"
 #include "core/handler.h"
 #include "core/job.h"
+#include "core/metrics.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
 #include "core/static_files.h"
@@ -61,6 +62,9 @@ struct WorkerConfig {
   AddressSet proxy_allow_from;
   AddressSet forwarded_allow_ips;
   AccessLogConfig access_log;  // --access-logfile and friends (issue 9); path empty: none.
+  // The shared metrics region (mapped by the master before any fork; not
+  // owned). nullptr: no metrics. Each worker claims a slot of it in run().
+  Metrics* metrics = nullptr;
 
   // After our last response (an error), input is drained this long before
   // the close, so the client reads the answer instead of a reset.
@@ -103,6 +107,8 @@ class Worker {
   // next line logged says how many were left out.
   void note_refused(const sockaddr_storage& client, int status);
   static constexpr int kRefusalLinesPerSecond = 10;
+  // This worker's metrics slot; nullptr without --metrics-bind.
+  Metrics::Slot* metrics() { return metrics_; }
   // The access log; nullptr when there is none.
   AccessLog* access_log() { return access_log_.get(); }
   BufferPool& pool() { return pool_; }
@@ -186,6 +192,7 @@ class Worker {
   // Before conns_, so it outlives the connections whose queued sends hold its files.
   std::unique_ptr<StaticFiles> static_;
   std::unique_ptr<AccessLog> access_log_;
+  Metrics::Slot* metrics_ = nullptr;
   uint64_t refusal_window_ = 0;  // The second (ms / 1000) the count below is for.
   int refusals_logged_ = 0;      // Lines logged in that second.
   uint64_t refusals_unlogged_ = 0;

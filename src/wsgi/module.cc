@@ -1,11 +1,17 @@
 // fulmen._core: the extension module. serve() turns the settings the Python
 // side validated into core configuration, then runs the master; each forked
 // worker runs its event loop with the GIL released.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,11 +20,16 @@
 
 #include "core/log.h"
 #include "core/master.h"
+#include "core/metrics_server.h"
 #include "core/worker.h"
 #include "wsgi/bridge.h"
 
 namespace fulmen::wsgi {
 namespace {
+
+// Metrics slots: one per worker alive at once (TTIN, reloads and restarts
+// reuse the slots of workers that ended).
+constexpr size_t kMetricsSlots = 1024;
 
 // Reads options[name]; returns false with an exception when of the wrong type.
 bool opt_int(PyObject* options, const char* name, long long* out) {
@@ -83,6 +94,50 @@ bool proxy_options(PyObject* options, WorkerConfig* wc) {
   if (!opt_str(options, "proxy_protocol", &mode)) return false;
   wc->proxy_versions = mode == "v1" ? 1u : mode == "v2" ? 2u : mode == "auto" ? 3u : 0u;
   return set("proxy_allow_from", &wc->proxy_allow_from) && set("forwarded_allow_ips", &wc->forwarded_allow_ips);
+}
+
+// The listening socket of --metrics-bind ("HOST:PORT", validated by the
+// settings table). Returns the fd, or -1 with an OSError set.
+int open_metrics_socket(const std::string& spec, std::string* shown) {
+  size_t colon = spec.rfind(':');
+  std::string host = spec.substr(0, colon), port = spec.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  if (int err = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); err != 0) {
+    PyErr_Format(PyExc_OSError, "--metrics-bind %s: %s", spec.c_str(), gai_strerror(err));
+    return -1;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+    PyErr_Format(PyExc_OSError, "--metrics-bind %s: %s", spec.c_str(), strerror(errno));
+    if (fd >= 0) ::close(fd);
+    freeaddrinfo(res);
+    return -1;
+  }
+  freeaddrinfo(res);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  char addr[INET6_ADDRSTRLEN] = "";
+  int real_port = 0;
+  if (ss.ss_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof addr);
+    real_port = ntohs(sin6->sin6_port);
+    *shown = std::string("[") + addr + "]:" + std::to_string(real_port);
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof addr);
+    real_port = ntohs(sin->sin_port);
+    *shown = std::string(addr) + ":" + std::to_string(real_port);
+  }
+  return fd;
 }
 
 // The access log settings (issue 9).
@@ -220,6 +275,27 @@ PyObject* serve(PyObject*, PyObject* args) {
   if (fds.empty()) {
     PyErr_SetString(PyExc_ValueError, "serve() needs at least one listener");
     return nullptr;
+  }
+
+  // Metrics (issue 9): the region is mapped before any fork so every worker
+  // shares it; the master's thread serves it.
+  std::string metrics_bind;
+  if (!opt_str(options, "metrics_bind", &metrics_bind)) return nullptr;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!metrics_bind.empty()) {
+    std::string shown;
+    int mfd = open_metrics_socket(metrics_bind, &shown);
+    if (mfd < 0) return nullptr;
+    metrics = Metrics::create(kMetricsSlots);
+    if (!metrics) {
+      ::close(mfd);
+      return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    wc.metrics = metrics.get();
+    metrics_server = std::make_unique<MetricsServer>(*metrics, mfd);
+    metrics_server->start();
+    log(LogLevel::kInfo, "Metrics at: http://%s/metrics", shown.c_str());
   }
 
   App app(target, es, as);

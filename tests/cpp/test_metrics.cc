@@ -51,7 +51,7 @@ TEST(sums_are_exact_across_workers_and_replacements) {
   pid_t c = worker(*m, 6, Metrics::Exit::kStopped);  // takes a freed slot: the totals stay
   reap(*m, c, true);
   std::string page;
-  m->render(page, 2);
+  m->render(page);
   // 48 requests: odd ones 200, even 404; every third BREW ("other").
   CHECK(has_line(page, "fulmen_request_duration_seconds_count 48")) << page;
   CHECK(has_line(page, "fulmen_connections_accepted_total 6")) << page;
@@ -59,7 +59,7 @@ TEST(sums_are_exact_across_workers_and_replacements) {
   CHECK(has_line(page, "fulmen_worker_restarts_total{reason=\"max_requests\"} 1")) << page;
   CHECK(has_line(page, "fulmen_worker_restarts_total{reason=\"crashed\"} 1")) << page;
   CHECK(has_line(page, "fulmen_worker_restarts_total{reason=\"timeout\"} 1")) << page;
-  CHECK(has_line(page, "fulmen_workers 2")) << page;
+  CHECK(has_line(page, "fulmen_workers 0")) << page;  // all three were reaped
   CHECK(has_line(page, "fulmen_request_duration_seconds_bucket{le=\"0.001\"} 0") ||
         page.find("le=\"0.001\"") == std::string::npos);
   CHECK(has_line(page, "fulmen_request_duration_seconds_bucket{le=\"0.005\"} 48")) << page;
@@ -80,11 +80,25 @@ TEST(sums_are_exact_across_workers_and_replacements) {
 TEST(claims_are_exclusive_until_freed) {
   auto m = Metrics::create(2);
   CHECK(m != nullptr);
-  CHECK(m->claim(101) != nullptr);
-  CHECK(m->claim(102) != nullptr);
-  CHECK(m->claim(103) == nullptr);  // full: every owner is alive as far as the region knows
-  m->worker_exited(101, false);
-  CHECK(m->claim(104) != nullptr);
+  pid_t self = getpid(), parent = getppid();  // two live processes
+  CHECK(m->claim(self) != nullptr);
+  CHECK(m->claim(parent) != nullptr);
+  CHECK(m->claim(1234567) == nullptr);  // full: both owners are alive
+  m->worker_exited(self, false);
+  CHECK(m->claim(1234568) != nullptr);
+  // A slot whose owner died unreaped is taken over, and its exit counted once.
+  pid_t child = fork();
+  if (child == 0) {
+    Metrics::Slot* s = m->claim(getpid());
+    _exit(s == nullptr ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  std::string page;
+  m->render(page);
+  // self's exit (no reason recorded) and the dead 1234568's, taken over by the child.
+  CHECK(has_line(page, "fulmen_worker_restarts_total{reason=\"crashed\"} 2")) << page;
+  CHECK(has_line(page, "fulmen_workers 1")) << page;  // the parent; the child is gone
 }
 
 CHECK_MAIN()
