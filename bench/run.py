@@ -287,6 +287,23 @@ SERVERS: list[Server] = [
         _fulmen(lambda l: str(l.bin / "fulmen"), extra=("--threads", "4")),
         "fulmen, 1 worker, --threads 4",
     ),
+    # Observability (issue 9): the access log (to a file, default format) and
+    # the metrics page, each against the default build in the same run.
+    Server(
+        "fulmen-accesslog",
+        "fulmen",
+        frozenset(WSGI_SCENARIOS),
+        _fulmen(lambda l: str(l.bin / "fulmen"),
+                extra=("--access-logfile", str(Path(tempfile.gettempdir()) / "fulmen-bench-access.log"))),
+        "fulmen, 1 worker, --access-logfile FILE (gunicorn's default format)",
+    ),
+    Server(
+        "fulmen-metrics",
+        "fulmen",
+        frozenset(WSGI_SCENARIOS),
+        _fulmen(lambda l: str(l.bin / "fulmen"), extra=("--metrics-bind", "127.0.0.1:0")),
+        "fulmen, 1 worker, --metrics-bind (Prometheus counters)",
+    ),
     Server(
         "fulmen-t32",
         "fulmen",
