@@ -91,7 +91,7 @@ def test_sighup_replaces_workers(serve):
     srv = serve("basic:app")
     first = pid_of_response(srv)
     srv.proc.send_signal(signal.SIGHUP)
-    srv.wait_for("Hang-up: restarting workers")
+    srv.wait_for("Hang-up: reloading")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pids = srv.worker_pids()

@@ -7,11 +7,13 @@ through ``start()``:
 1. settings are resolved (``settings.resolve``) and TARGET is parsed;
 2. the open-files limit is raised, --chdir applied, the directory put first
    on ``sys.path``;
-3. the application is loaded (``loader.load``) -- in this, the master,
-   process, before any worker exists;
-4. ``--check-config`` stops here; otherwise the listening sockets are opened,
-   one "Listening at:" line logged per socket, and ``fulmen._core.serve``
-   runs until the server stops. Its return value is the exit status.
+3. with ``--preload`` (or ``--check-config``) the application is loaded
+   (``loader.load``) in this, the master, process; otherwise each worker
+   loads it after the fork (``lifecycle.Lifecycle.worker_load``);
+4. ``--check-config`` stops here; otherwise the listening sockets are opened
+   (or taken over from an old master, USR2), one "Listening at:" line logged
+   per socket, and ``fulmen._core.serve`` runs until the server stops. Its
+   return value is the exit status.
 
 Every failure before serving is one line on stderr, ``fulmen: error: ...``,
 preceded by a traceback only when the application's or the config file's own
@@ -28,11 +30,12 @@ import re
 import socket
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from . import __version__, _log
+from .lifecycle import Lifecycle, Server, inherited_fds
 from .loader import (
     AppLoadError,
     Loaded,
@@ -191,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(setting.section)
         if group is None:
             group = groups[setting.section] = parser.add_argument_group(setting.section)
-        flags = [f for f in (setting.short, setting.flag) if f]
+        flags = setting.flags
         common: dict[str, Any] = {
             "dest": setting.name,
             "default": argparse.SUPPRESS,
@@ -405,37 +408,127 @@ def _import_core() -> Any:
     return _core
 
 
-def serve(loaded: Loaded, settings: Settings) -> int:
-    """Open the listeners and run ``fulmen._core.serve``; return its status."""
+def _adopt_listeners(fds: Sequence[int]) -> list[Listener]:
+    """The listening sockets handed over by an old master (USR2), as Listeners."""
+    listeners = []
+    for fd in fds:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        name = sock.getsockname()
+        if sock.family == socket.AF_UNIX:
+            path = name if isinstance(name, str) else os.fsdecode(name)
+            info = os.stat(path)
+            listeners.append(Listener(sock=sock, url=f"unix:{path}", server_name=path, server_port="",
+                                      unix_path=path, unix_id=(info.st_dev, info.st_ino)))
+        else:
+            host, port = name[:2]
+            url = f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+            listeners.append(Listener(sock=sock, url=url, server_name=host, server_port=str(port)))
+    return listeners
+
+
+def _open_log_file(settings: Settings) -> None:
+    """Put ``error_logfile`` on descriptor 2, where every log line goes (core and Python)."""
+    path = settings["error_logfile"]
+    if path == "-":
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise SettingError(settings.origins["error_logfile"], f"cannot open {path!r}: {error.strerror}") from None
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def serve(
+    what: ModuleTarget | ScriptTarget | None,
+    loaded: Loaded | None,
+    settings: Settings,
+    reread: Callable[[], Settings] | None = None,
+) -> int:
+    """Open the listeners and run ``fulmen._core.serve``; return its status.
+
+    Without *loaded* (no preload), each worker loads *what* itself. *reread*
+    re-resolves the settings on SIGHUP.
+    """
     core = _import_core()
-    listeners = open_listeners(settings["bind"], settings["backlog"], settings["reuse_port"])
+    values = settings.options()
+    server_values = dict(values)
+
+    def reload_values() -> dict[str, Any] | None:
+        if reread is None:
+            return dict(server_values)
+        try:
+            fresh = reread()
+        except (ConfigFileError, SettingError) as error:
+            if isinstance(error, ConfigFileError) and error.details:
+                sys.stderr.write(error.details)
+            _log.logger.error("Reload: %s; keeping the settings in use", error)
+            return None
+        _log.configure(fresh["log_level"])
+        options = fresh.options()
+        options["script_mode"] = server_values["script_mode"]
+        options["multiprocess"] = fresh["workers"] > 1
+        return options
+
+    fds = inherited_fds()
+    if not fds:
+        hook = settings["on_starting"]
+        if hook is not None:
+            hook(Server(values))
+    listeners = _adopt_listeners(fds) if fds else open_listeners(
+        settings["bind"], settings["backlog"], settings["reuse_port"])
+
+    def handed_over() -> None:
+        # The new master (USR2) serves these sockets now: the unix socket
+        # files are its to remove, not ours.
+        for listener in listeners:
+            listener.owner_pid = -1
+
     try:
         for listener in listeners:
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
-        options = settings.options()
-        options["script_mode"] = loaded.script_mode
-        options["multiprocess"] = settings["workers"] > 1
+        server_values["script_mode"] = (
+            loaded.script_mode if loaded is not None else isinstance(what, ScriptTarget))
+        server_values["multiprocess"] = settings["workers"] > 1
+        lifecycle = Lifecycle(server_values, reload_values, what, loaded,
+                              [lst.sock.fileno() for lst in listeners], handed_over)
+        lifecycle.hook("when_ready", lifecycle.server)
         sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
         # Blocks until the master stops; the socket objects stay referenced
         # (and open) in `listeners` all along.
-        return int(core.serve(loaded.target, sockets, options))
+        status = int(core.serve(lifecycle, sockets, server_values))
+        lifecycle.hook("on_exit", lifecycle.server)
+        return status
     finally:
         close_listeners(listeners)
 
 
-def start(what: ModuleTarget | ScriptTarget | object, settings: Settings) -> int:
-    """Prepare the process, load *what*, then check or serve it.
+def start(
+    what: ModuleTarget | ScriptTarget | object,
+    settings: Settings,
+    reread: Callable[[], Settings] | None = None,
+) -> int:
+    """Prepare the process, load *what* (with --preload), then check or serve it.
 
     *what* is a parsed TARGET, or for ``fulmen.run`` a WSGI callable or a
-    PATHS list. Raises ``SettingError``/``TargetError`` (ValueError),
-    ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
+    PATHS list (always loaded here). Raises ``SettingError``/``TargetError``
+    (ValueError), ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
     """
     _prepare_process(settings)
-    loaded = load(what) if isinstance(what, (ModuleTarget, ScriptTarget)) else load_object(what)
+    _open_log_file(settings)
+    is_target = isinstance(what, (ModuleTarget, ScriptTarget))
+    loaded: Loaded | None = None
+    if not is_target:
+        loaded = load_object(what)
+    elif settings["preload_app"] or settings["check_config"] or isinstance(what, ScriptTarget):
+        # A script (PATHS) is always run here, in the master: its routes are
+        # checked before anything listens (one line, exit 2, as before).
+        loaded = load(what)  # type: ignore[arg-type]
     if settings["check_config"]:
         print("OK", flush=True)
         return ExitCode.OK
-    return serve(loaded, settings)
+    return serve(what if is_target else None, loaded, settings, reread)  # type: ignore[arg-type]
 
 
 def _fail(message: str, code: ExitCode, details: str | None = None) -> int:
@@ -486,7 +579,7 @@ def _main(argv: list[str]) -> int:
         )
 
     try:
-        return start(parse_target(namespace.target), settings)
+        return start(parse_target(namespace.target), settings, lambda: resolve(given, os.environ))
     except (TargetError, SettingError) as error:
         return _fail(str(error), ExitCode.USAGE)
     except AppLoadError as error:
@@ -537,4 +630,4 @@ def run_app(
         _log.logger.warning("%s", warning)
     # A TARGET string is parsed before --chdir applies, as on the command line.
     what = parse_target(app) if isinstance(app, str) else app
-    return start(what, settings)
+    return start(what, settings, lambda: resolve(given, os.environ, label=_keyword))
