@@ -2,6 +2,7 @@
 
 Run it from the repository root with either of:
 
+    fulmen examples/hello_wsgi.py            (a WSGI script: it defines application, no PATHS)
     fulmen --chdir examples hello_wsgi:application
     cd examples && fulmen hello_wsgi:application
 """

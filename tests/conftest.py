@@ -43,7 +43,10 @@ class Server:
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, expect_fail: bool = False,
                  nofile: int | None = None, new_session: bool = False):
-        full_env = server_env({"PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+        # No empty entry: it would mean the current directory, where a file such as
+        # examples/site.py would shadow the standard module (Python 3.10's site is not frozen).
+        path = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
+        full_env = server_env({"PYTHONPATH": path,
                                **(env or {})})
         self.args = args
         self.expect_fail = expect_fail

@@ -419,7 +419,11 @@ def test_script_path_is_relative_to_start_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("x = 1\n", "hello.py: the script defines no PATHS (expected PATHS = [('/', handler), ...])"),
+        (
+            "x = 1\n",
+            "hello.py: the script defines neither PATHS (expected PATHS = [('/', handler), ...]) "
+            "nor a WSGI callable named 'application'",
+        ),
         ("PATHS = '/'\n", "hello.py: PATHS must be a list of (prefix, handler) pairs, got str"),
         ("PATHS = {'/': h}\n", "hello.py: PATHS must be a list of (prefix, handler) pairs, got dict"),
         ("PATHS = []\n", "hello.py: PATHS is empty"),

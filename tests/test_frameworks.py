@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -260,6 +261,17 @@ def test_exception_in_view_gives_500(app):
         # The framework answered the 500 itself: the connection is still good.
         r2 = s.get(app.url("/"), timeout=10)
         assert r2.status_code == 200 and r2.text == f"{app.name} index"
+
+
+def test_flask_logger_line_has_one_prefix(start_app):
+    # Flask formats its own line ("[time] ERROR in module: message") and writes it to
+    # wsgi.errors; fulmen writes it as it is, as gunicorn does, so there is no second prefix.
+    app = start_app("flask")
+    start = len(app.srv.lines)
+    assert app.get("/log-error").text == "logged"
+    m = app.srv.wait_for(r"flask logger says hi", start=start)
+    line = m.string
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ERROR in flask_app: flask logger says hi", line), line
 
 
 # --- responses ---------------------------------------------------------------------------------

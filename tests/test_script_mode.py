@@ -415,7 +415,7 @@ def test_flask_mounted_at_prefix(serve, root_path: str) -> None:
 @pytest.mark.parametrize(
     "script, problem",
     [
-        ("bad_no_paths.py", r"the script defines no PATHS"),
+        ("bad_no_paths.py", r"the script defines neither PATHS .* nor a WSGI callable named 'application'"),
         ("bad_not_list.py", r"PATHS must be a list of \(prefix, handler\) pairs, got dict"),
         ("bad_not_pair.py", r"PATHS\[1\]: expected a \(prefix, handler\) pair, got \('/x', "),
         ("bad_prefix.py", r"PATHS\[0\]: the prefix 'api' must start with '/'"),
@@ -516,3 +516,33 @@ def test_hello_wsgi_example(serve) -> None:
     assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
     srv2 = serve("hello_wsgi", cwd=EXAMPLES)  # MODULE alone means MODULE:application
     assert requests.get(srv2.url("/"), timeout=10).text == "hello world!\n"
+
+
+# --------------------------------------------------------------------------
+# A script with no PATHS that defines `application` is a WSGI script
+# --------------------------------------------------------------------------
+
+
+def test_wsgi_script_without_paths_serves_its_application() -> None:
+    # uWSGI's --wsgi-file habit: `fulmen examples/hello_wsgi.py` serves the file's callable.
+    srv = Server(["--bind", "127.0.0.1:0", str(ROOT / "examples" / "hello_wsgi.py")], cwd=ROOT)
+    try:
+        for path in ("/", "/any/path?x=1"):
+            r = requests.get(f"http://127.0.0.1:{srv.port}{path}", timeout=10)
+            assert r.status_code == 200
+            assert r.text == "hello world!\n"
+    finally:
+        srv.stop()
+
+
+def test_wsgi_script_with_a_non_callable_application_is_a_load_error(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("application = 42\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fulmen", "--bind", "127.0.0.1:0", "app.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 4, result
+    assert result.stderr.splitlines()[-1] == (
+        "fulmen: error: failed to load application 'app.py': 'application' is not callable (got int)"
+    )

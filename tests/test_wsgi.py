@@ -1,7 +1,10 @@
 """PEP 3333 behaviour, end to end through real sockets."""
 
 import http.client
+import importlib.metadata
 import json
+
+import fulmen
 
 import pytest
 import requests
@@ -39,6 +42,9 @@ def test_environ_has_every_required_key(srv):
     assert env["wsgi.input_terminated"] is True
     assert env["wsgi.errors.has_write"] and env["wsgi.file_wrapper.present"]
     assert "CONTENT_TYPE" not in env and "CONTENT_LENGTH" not in env
+    # The version has one source (fulmen/__init__.py): the C++ core reports the same one.
+    assert env["SERVER_SOFTWARE"] == f"fulmen/{fulmen.__version__}"
+    assert importlib.metadata.version("fulmen") == fulmen.__version__
 
 
 def test_path_is_percent_decoded_and_latin1(srv):

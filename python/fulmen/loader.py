@@ -314,11 +314,21 @@ def _load_script(target: ScriptTarget) -> Loaded:
         del sys.modules[SCRIPT_MODULE]
         raise AppLoadError(target.text, _reason(error), _traceback(error)) from error
 
-    if not hasattr(module, "PATHS"):
+    if hasattr(module, "PATHS"):
+        return Loaded(label=target.text, target=normalise_paths(module.PATHS, target.text))
+    # A script without PATHS that defines the standard callable is a WSGI
+    # script (uWSGI's --wsgi-file habit): serve it as one application.
+    application = getattr(module, DEFAULT_CALLABLE, None)
+    if application is None:
         raise TargetError(
-            f"{target.text}: the script defines no PATHS (expected PATHS = [('/', handler), ...])"
+            f"{target.text}: the script defines neither PATHS (expected PATHS = [('/', handler), ...]) "
+            f"nor a WSGI callable named {DEFAULT_CALLABLE!r}"
         )
-    return Loaded(label=target.text, target=normalise_paths(module.PATHS, target.text))
+    if not callable(application):
+        raise AppLoadError(
+            target.text, f"{DEFAULT_CALLABLE!r} is not callable (got {type(application).__name__})"
+        )
+    return Loaded(label=target.text, target=application)
 
 
 # Characters a prefix cannot contain: they never reach the path the core

@@ -98,6 +98,13 @@ void log_text(LogLevel level, std::string_view text) {
   write_all(line.data(), line.size());
 }
 
+void log_raw(LogLevel level, std::string_view text) {
+  if (!log_enabled(level) || text.empty()) return;
+  std::string line(text);
+  if (line.back() != '\n') line.push_back('\n');
+  write_all(line.data(), line.size());
+}
+
 }  // namespace fulmen
 
 namespace fulmen {

@@ -26,7 +26,14 @@ void reopen_log_file();
 void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Writes text as-is (it may hold several lines, e.g. a traceback), prefixed
-// once like log(). Used for wsgi.errors and tracebacks.
+// once like log(). Used for tracebacks.
 void log_text(LogLevel level, std::string_view text);
+
+// Writes text as-is with no prefix (a newline is added if it lacks one), in
+// one write(2), when level is enabled. Used for wsgi.errors: what apps and
+// frameworks write there is already formatted (Flask's and Django's handlers
+// add their own time and level), so a second prefix would only repeat it, and
+// gunicorn writes it unprefixed too.
+void log_raw(LogLevel level, std::string_view text);
 
 }  // namespace fulmen

@@ -155,7 +155,7 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
       PyObject* value;  // borrowed or new (new ones owned below)
     };
     PyRef name(latin1(l.server_name)), port(latin1(l.server_port)), root(latin1(settings_.root_path)),
-        scheme(intern("http")), software(PyUnicode_FromString("fulmen/0.1.0"));
+        scheme(intern("http")), software(PyUnicode_FromString("fulmen/" FULMEN_VERSION));
     if (!name || !port || !root || !scheme || !software) return false;
     Item items[] = {{"wsgi.version", version.get()},
                     {"wsgi.url_scheme", scheme.get()},

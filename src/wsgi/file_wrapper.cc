@@ -92,6 +92,7 @@ PyMemberDef fw_members[] = {
 // write as it comes makes one line per piece (and an empty ERROR line for the
 // newline). Text is held until its line is complete; all complete lines of a
 // write go out as one log entry (one write(2): a traceback stays together).
+// The lines are written as they are, without the log's prefix (log_raw()).
 struct Errors {
   PyObject_HEAD std::string* pending;  // The start of a line not yet logged.
 };
@@ -110,7 +111,7 @@ PyObject* errors_new(PyTypeObject* type, PyObject*, PyObject*) {
 
 void errors_dealloc(PyObject* o) {
   auto* self = reinterpret_cast<Errors*>(o);
-  if (self->pending != nullptr && !self->pending->empty()) log_text(LogLevel::kError, *self->pending);
+  if (self->pending != nullptr && !self->pending->empty()) log_raw(LogLevel::kError, *self->pending);
   delete self->pending;
   Py_TYPE(o)->tp_free(o);
 }
@@ -125,11 +126,11 @@ PyObject* errors_write(PyObject* o, PyObject* arg) {
   if (last_nl == std::string_view::npos) {
     pending.append(text);
   } else if (pending.empty()) {
-    log_text(LogLevel::kError, text.substr(0, last_nl));  // Empty (a lone "\n"): nothing is logged.
+    log_raw(LogLevel::kError, text.substr(0, last_nl));  // Empty (a lone "\n"): nothing is logged.
     pending.assign(text.substr(last_nl + 1));
   } else {
     pending.append(text.substr(0, last_nl));
-    log_text(LogLevel::kError, pending);
+    log_raw(LogLevel::kError, pending);
     pending.assign(text.substr(last_nl + 1));
   }
   return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
@@ -201,7 +202,7 @@ PyObject* file_wrapper_filelike(PyObject* wrapper) {
 void errors_flush_pending(PyObject* errors) {
   std::string* pending = reinterpret_cast<Errors*>(errors)->pending;
   if (pending->empty()) return;
-  log_text(LogLevel::kError, *pending);
+  log_raw(LogLevel::kError, *pending);
   pending->clear();
 }
 

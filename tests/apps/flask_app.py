@@ -76,6 +76,13 @@ def boom():
     return 1 / 0  # ZeroDivisionError -> Flask logs it and answers 500
 
 
+@app.route("/log-error")
+def log_error():
+    # Flask's default handler writes this line, already formatted, to wsgi.errors.
+    app.logger.error("flask logger says %s", "hi")
+    return "logged"
+
+
 @app.route("/stream")
 def stream():
     n = request.args.get("n", 5, type=int)
