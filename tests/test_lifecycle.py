@@ -508,9 +508,8 @@ def test_every_hook_fires(serve, tmp_path):
     (first,) = srv.worker_pids()
     assert get(srv, "/pid?x=1")[2] == str(first).encode()
     srv.proc.send_signal(signal.SIGTTIN)
-    wait_for_children(srv, 2)
-    srv.wait_workers_ready()
-    second = [p for p in srv.worker_pids() if p != first][0]
+    second = [p for p in wait_for_children(srv, 2) if p != first][0]
+    srv.wait_for(f"Worker {second} ready")
     os.kill(second, signal.SIGINT)  # worker_int, then it stops at once and is replaced
     wait_for_children(srv, 2, exclude={second})
     reload_and_wait(srv, 1)  # the settings say 1 worker again: back from 2

@@ -94,8 +94,8 @@ class Master {
       while (WorkerLink::receive(read_fd_, &m)) on_message(m);
       signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si))
-        if (on_signal(static_cast<int>(si.ssi_signo), now)) return child_result();
-      if (reap(now)) return child_result();
+        on_signal(static_cast<int>(si.ssi_signo), now);
+      reap(now);
       check_deadlines(now);
     }
     ::close(sfd);
@@ -111,37 +111,36 @@ class Master {
 
   int event(MasterEvent e, int a = 0, int b = 0) { return hooks_.event ? hooks_.event(e, a, b) : 0; }
 
-  // Returns true in a worker that returned from its worker_main.
-  bool on_signal(int sig, uint64_t now) {
+  void on_signal(int sig, uint64_t now) {
     switch (sig) {
-      case SIGCHLD: return false;  // reap() runs after every wake.
-      case SIGTERM: stop(SIGTERM, now + config_.graceful_ms + kKillMarginMs); return false;
+      case SIGCHLD: return;  // reap() runs after every wake.
+      case SIGTERM: stop(SIGTERM, now + config_.graceful_ms + kKillMarginMs); return;
       case SIGINT:
-      case SIGQUIT: stop(SIGQUIT, now + 2000); return false;
-      case SIGHUP: reload(); return false;
-      case SIGTTIN: set_target(target_ + 1, "TTIN"); return false;
+      case SIGQUIT: stop(SIGQUIT, now + 2000); return;
+      case SIGHUP: reload(); return;
+      case SIGTTIN: set_target(target_ + 1, "TTIN"); return;
       case SIGTTOU:
         if (target_ > 1) set_target(target_ - 1, "TTOU");
-        return false;
+        return;
       case SIGUSR1:
         log(LogLevel::kInfo, "USR1: reopening the log file");
         reopen_log_file();
         for (auto& c : children_) kill(c.pid, SIGUSR1);
-        return false;
+        return;
       case SIGUSR2:
-        if (stopping_) return false;
+        if (stopping_) return;
         log(LogLevel::kInfo, "USR2: starting a new master on the same sockets");
         if (int pid = event(MasterEvent::kReexec); pid > 0) new_master_ = pid;
-        return false;
+        return;
       case SIGWINCH:
         if (new_master_ == 0 && !config_.daemon) {
           log(LogLevel::kInfo, "WINCH ignored: not daemonized and no new master (USR2) running");
-          return false;
+          return;
         }
         log(LogLevel::kInfo, "WINCH: stopping the workers gracefully; the master stays");
         target_ = 0;
-        return false;
-      default: log(LogLevel::kWarning, "Ignoring signal %d (%s)", sig, strsignal(sig)); return false;
+        return;
+      default: log(LogLevel::kWarning, "Ignoring signal %d (%s)", sig, strsignal(sig)); return;
     }
   }
 
@@ -318,8 +317,8 @@ class Master {
     return false;
   }
 
-  // Collects dead workers. Returns true in a new child (never: replacing is manage()'s).
-  bool reap(uint64_t now) {
+  // Collects dead workers; manage() replaces them.
+  void reap(uint64_t now) {
     for (;;) {
       int status = 0;
       pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -337,7 +336,6 @@ class Master {
       event(MasterEvent::kChildExit, pid, dead.link->age());
       on_exit(dead, status, now);
     }
-    return false;
   }
 
   void on_exit(const Child& dead, int status, uint64_t now) {

@@ -73,11 +73,9 @@ int Worker::run() {
   // out-of-memory message, not an exception nothing can catch.
   std::set_new_handler([] { out_of_memory(); });
   signalled_ = this;
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigaction(sig, &sa, nullptr);
+  catch_stop_signals();
+  // A stop signal that came while the application loaded is acted on now.
+  if (stop_signal_.load() != 0) uv_async_send(&stop_async_);
   uv_signal_start(&sig_usr1_, on_usr1, SIGUSR1);
   const int ignored[] = {SIGTTIN, SIGTTOU, SIGWINCH, SIGUSR2};
   for (size_t i = 0; i < std::size(ignored); ++i)
@@ -315,6 +313,14 @@ void Worker::on_wake(uv_timer_t* timer) {
     if (it->waiting_for_budget()) it->on_budget();
     it = next;
   }
+}
+
+void Worker::catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigaction(sig, &sa, nullptr);
 }
 
 void Worker::on_stop_signal(int signum) {

@@ -83,6 +83,11 @@ class Worker {
   // process exit status. Must be called once.
   int run();
 
+  // Installs the process's TERM/INT/QUIT handler before any Worker runs (a
+  // new worker process calls it first thing, before it loads the app): a
+  // signal that arrives meanwhile is remembered, and run() acts on it.
+  static void catch_stop_signals();
+
   // The channel to the master (not owned; it outlives the worker). With a
   // link, run() reports "ready", each loop turn stamps the heartbeat, and
   // max_requests asks the master for a replacement. Without one (tests),

@@ -177,7 +177,10 @@ PyObject* serve(PyObject*, PyObject* args) {
   MasterHooks hooks;
   hooks.before_fork = [] { PyOS_BeforeFork(); };
   hooks.after_fork_parent = [] { PyOS_AfterFork_Parent(); };
-  hooks.after_fork_child = [] { PyOS_AfterFork_Child(); };
+  hooks.after_fork_child = [] {
+    PyOS_AfterFork_Child();
+    Worker::catch_stop_signals();
+  };
   hooks.event = [lifecycle](MasterEvent e, int a, int b) -> int {
     Gil::Acquire gil;
     PyRef r(PyObject_CallMethod(lifecycle, "event", "sii", event_name(e), a, b));
