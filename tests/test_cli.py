@@ -290,7 +290,9 @@ def test_app_failing_in_the_first_worker_is_reported_once(app_dir: Path, workers
     # application: its traceback and the error line appear once, whatever
     # the number of workers, and fulmen exits 4.
     (app_dir / "raises.py").write_text("import os\n\nvalue = 1 / 0\n")
-    result = fulmen_cmd("-b", "127.0.0.1:0", "-w", workers, "raises:application", cwd=app_dir)
+    preload = os.environ.get("FULMEN_SANITIZER_PRELOAD")  # it serves: the core is loaded
+    result = fulmen_cmd("-b", "127.0.0.1:0", "-w", workers, "raises:application", cwd=app_dir,
+                        env={"LD_PRELOAD": preload} if preload else None)
     assert result.returncode == 4
     assert result.stderr.count("Traceback (most recent call last):") == 1, result.stderr
     assert result.stderr.count('raises.py", line 3, in <module>') == 1
