@@ -178,6 +178,36 @@ def test_hup_with_broken_code_keeps_the_old_workers_serving(serve, tmp_path):
     assert get(srv, "/")[2] == b"v3"
 
 
+def test_hup_rereads_the_config_file_and_ignores_restart_only_settings(serve, tmp_path):
+    conf = tmp_path / "conf.py"
+    # (The fixture gives --bind on the command line, which wins over the file:
+    # backlog is the restart-only setting that changes here.)
+    conf.write_text("backlog = 100\nworkers = 1\nmax_requests = 0\n")
+    srv = serve("-c", str(conf), APP)
+    (first,) = srv.worker_pids()
+    conf.write_text("backlog = 200\nworkers = 2\nmax_requests = 5\n")
+    mark = len(srv.lines)
+    new = reload_and_wait(srv, 2)
+    assert first not in new
+    srv.wait_for("Reload: backlog cannot change without a restart; ignoring its new value", start=mark)
+    assert get(srv, "/")[0] == 200
+    for _ in range(12):  # max_requests = 5 applies to the new workers
+        get(srv, "/")
+    srv.wait_for("reached max_requests; replacing it", start=mark)
+
+    # A config file that fails now: logged with its traceback; nothing changes.
+    conf.write_text("workers = 3\nraise RuntimeError('typo in the config')\n")
+    mark = len(srv.lines)
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_for("Reload: .*failed to execute the config file: RuntimeError: typo in the config; "
+                 "keeping the settings in use", start=mark)
+    srv.wait_for("Reload abandoned", start=mark)
+    assert "Traceback" in "\n".join(srv.lines[mark:])
+    assert get(srv, "/")[0] == 200
+    wait_for_children(srv, 2)  # still 2 (a max_requests replacement may be under way)
+    assert "Serving: 3 workers up" not in srv.log
+
+
 # ---- worker death, TERM, INT ------------------------------------------------------
 
 
