@@ -115,7 +115,7 @@ fuzz-smoke: tools
 	CXX=clang++ cmake -S . -B build/fuzz -DFULMEN_BUILD_MODULE=OFF -DFULMEN_FUZZ=ON -DFULMEN_SANITIZE=ON \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 	cmake --build build/fuzz -j $(JOBS)
-	for t in parser chunked connection proxy_protocol; do \
+	for t in parser chunked connection proxy_protocol static_path; do \
 	  rm -rf build/fuzz/new-$$t && mkdir -p build/fuzz/new-$$t && \
 	  build/fuzz/fuzz_$$t -dict=fuzz/http.dict -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/new-$$t fuzz/corpus/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|Done)|ERROR|SUMMARY" \

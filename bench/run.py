@@ -76,6 +76,7 @@ PEERS = [
     Peer("waitress"),
     Peer("uwsgi", hint="uWSGI compiles from source: needs cc and the Python headers"),
     Peer("flask"),
+    Peer("whitenoise"),
     Peer("matplotlib", hint="needed for the PNG plots only"),
 ]
 
@@ -398,6 +399,43 @@ SERVERS: list[Server] = [
         "closes after each response for close and ab",
     ),
 ]
+# ---- the "static" scenario (issue 11): files of bench/.data/static/ at /static/
+STATIC_SCENARIOS = frozenset({"static"})
+
+
+def _static_dir() -> str:
+    return str(DATA / "static")
+
+
+def _fulmen_static(l: Launch) -> list[str]:
+    cmd = _fulmen(lambda m: str(m.bin / "fulmen"))(l)
+    return [*cmd[:-1], "--static", f"/static={_static_dir()}", cmd[-1]]
+
+
+SERVERS += [
+    Server(
+        "fulmen-static", "fulmen", STATIC_SCENARIOS, _fulmen_static,
+        "fulmen, 1 worker, --static /static=bench/.data/static (served by the C++ core)",
+    ),
+    Server(
+        "nginx-static-files", "nginx", STATIC_SCENARIOS, _nginx("static_files.conf"),
+        "nginx 1 worker, location /static/ alias (sendfile, open_file_cache)",
+    ),
+    Server(
+        "granian-static", "granian", STATIC_SCENARIOS,
+        lambda l: [
+            str(l.bin / "granian"), "--interface", "wsgi", "--host", HOST, "--port", str(l.port),
+            "--workers", "1", "--log-level", "warning", "--no-ws",
+            "--static-path-route", "/static", "--static-path-mount", _static_dir(), _target(l),
+        ],
+        "granian, WSGI interface, 1 worker, --static-path-route /static --static-path-mount (its Rust static serving)",
+    ),
+    Server(
+        "whitenoise-fulmen", "whitenoise", STATIC_SCENARIOS,
+        _fulmen(lambda l: str(l.bin / "fulmen"), lambda l: "whitenoise_app:application"),
+        "fulmen, 1 worker, the app wrapped in WhiteNoise (static files from Python)",
+    ),
+]
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 
 
@@ -417,6 +455,7 @@ SCENARIOS = {
     "close": "GET /, Connection: close (a new connection per request)",
     "sweep": "GET /, keep-alive, at each --sweep connection count",
     "ab": "ApacheBench (no -k) over the --ab-n x --ab-c matrix",
+    "static": "GET /static/hello.txt (13 B) and /static/1mb.bin (1 MiB) as files, keep-alive and pipelined (16 deep)",
 }
 DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "ab"]
 QUICK_SCENARIOS = ["hello", "echo", "file", "flask", "pipeline", "close"]
@@ -460,6 +499,8 @@ def make_cases(args: argparse.Namespace) -> list[Case]:
             cases.append(Case("close", "close", "/", c, headers=("Connection: close",)))
         elif scenario == "sweep":
             cases += [Case("sweep", f"sweep-c{n}", "/", n) for n in args.sweep]
+        elif scenario == "static":
+            cases += static_cases(c)
         elif scenario == "ab":
             cases += [
                 Case("ab", f"ab-n{n}-c{k}", "/", k, tool="ab", ab_n=n) for n in args.ab_n for k in args.ab_c if k <= n
@@ -467,11 +508,27 @@ def make_cases(args: argparse.Namespace) -> list[Case]:
     return cases
 
 
+STATIC_SMALL = "/static/hello.txt"
+STATIC_BIG = "/static/1mb.bin"
+
+
+def static_cases(connections: int) -> list[Case]:
+    """The static scenario: a 13-byte and a 1 MiB file, keep-alive and pipelined."""
+    big = min(connections, 32)  # as the "file" scenario: 1 MiB responses fill buffers fast
+    return [
+        Case("static", "static-13b", STATIC_SMALL, connections),
+        Case("static", "static-13b-pipeline", STATIC_SMALL, connections, lua="pipeline.lua"),
+        Case("static", "static-1m", STATIC_BIG, big),
+        Case("static", "static-1m-pipeline", STATIC_BIG, big, lua="pipeline.lua"),
+    ]
+
+
 def expected_body(server: Server, case: Case) -> bytes | None:
     """What the probe request must get back (None: only check the length)."""
     if case.path == "/":
         return server.expected_hello
-    return {"/nocl": HELLO, "/10k": b"x" * 10240, "/echo": b"x" * 10240}.get(case.path)
+    static = {STATIC_SMALL: HELLO, STATIC_BIG: bytes(range(256)) * 4096}
+    return {"/nocl": HELLO, "/10k": b"x" * 10240, "/echo": b"x" * 10240, **static}.get(case.path)
 
 
 # ==========================================================================
@@ -1690,6 +1747,16 @@ def prepare_files() -> None:
             binary.unlink(missing_ok=True)
 
 
+def prepare_static_files() -> None:
+    """bench/.data/static/: the static scenario's two files, served by every peer."""
+    folder = DATA / "static"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in (("hello.txt", HELLO), ("1mb.bin", bytes(range(256)) * 4096)):
+        path = folder / name
+        if not path.exists() or path.read_bytes() != content:
+            path.write_bytes(content)
+
+
 def take_lock() -> Any:
     """One run at a time: two would share the two CPUs and the results file."""
     import fcntl
@@ -1754,6 +1821,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"bench: cannot pin to CPU {args.client_cpu}: {error}", flush=True)
     prepare_files()
+    prepare_static_files()
 
     outcome = run_all(args, install)
     path = save(args, outcome, install, command, started)

@@ -298,8 +298,9 @@ def test_timeout_logs_the_stack_then_replaces_the_worker(serve, tmp_path):
     assert re.search(r'File ".*lifecycle_app\.py", line \d+ in application', before)
     assert marker.read_text() == str(first)
     assert recv_until_closed(s) == b""
-    wait_for_children(srv, 1, exclude={first})
-    srv.wait_workers_ready()
+    (second,) = wait_for_children(srv, 1, exclude={first})
+    srv.wait_for(f"Worker {second} ready")
+    srv.wait_workers_ready()  # the teardown's descriptor baseline, for the new worker once it serves
     assert get(srv, "/")[0] == 200
 
 

@@ -63,6 +63,14 @@ class Options(TypedDict):
     # Application.
     chdir: str  # already applied by Python; "" = unset
     root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Static files (issue 11), served by the core.
+    static: list[str]  # "PREFIX=DIR" mounts, DIR absolute; script-mode folders included
+    static_mime: list[str]  # "EXT=TYPE" over the built-in table
+    static_max_age: int  # Cache-Control max-age; -1: no Cache-Control
+    static_immutable: bool  # hashed names get a year and "immutable"
+    static_follow_symlinks: bool  # follow symlinks leading out of DIR
+    static_dotfiles: bool  # serve names starting with "."
+    static_index: str  # file served for a directory; "" = directories are 404
     # Logging.
     log_level: str  # "debug" | "info" | "warning" | "error" | "critical"
     # Configuration and commands (already handled by Python).

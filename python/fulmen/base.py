@@ -18,11 +18,12 @@ them from ``fulmen.base`` directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["Application", "Environ", "ExcInfo", "Handler", "Start_response", "Write"]
+__all__ = ["Application", "Environ", "ExcInfo", "Handler", "Start_response", "Static", "Write"]
 
 #: What ``sys.exc_info()`` returns while an exception is handled.
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -117,3 +118,24 @@ Application: TypeAlias = Callable[[Environ, Start_response], Iterable[bytes]]
 #: application; as in Fapws4, it may also return a single ``str`` or ``bytes``
 #: as the whole body.
 Handler: TypeAlias = Callable[[Environ, Start_response], "Iterable[bytes] | bytes | str"]
+
+
+class Static:
+    """A ``PATHS`` entry that serves a folder's files from the server's core::
+
+        PATHS = [("/static", Static("public")), ("/", hello)]
+
+    Requests under the prefix never reach Python: the core answers them as
+    ``--static /static=public`` does (GET/HEAD, 304, ranges, precompressed
+    siblings; nothing outside the folder). A relative *directory* is relative
+    to the script's folder. A plain str naming an existing directory works
+    too: ``("/static", "public")``.
+    """
+
+    __slots__ = ("directory",)
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = os.fspath(directory)
+
+    def __repr__(self) -> str:
+        return f"Static({self.directory!r})"

@@ -131,7 +131,7 @@ def _default_text(setting: Setting) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
-        return ", ".join(value)
+        return ", ".join(value) or "none"
     if value == "":
         return "unset" if setting.convert.type_name == "path" else "''"
     if isinstance(value, float) and value.is_integer():
@@ -454,6 +454,9 @@ def serve(
     core = _import_core()
     values = settings.options()
     server_values = dict(values)
+    # Script-mode folders (PATHS entries that name a directory): a script is
+    # always loaded here, in the master, so they are known now and kept on HUP.
+    script_static: list[str] = list(loaded.static) if loaded is not None else []
 
     def reload_values() -> dict[str, Any] | None:
         if reread is None:
@@ -468,6 +471,7 @@ def serve(
         _log.configure(fresh["log_level"])
         options = fresh.options()
         options["script_mode"] = server_values["script_mode"]
+        options["static"] = [*fresh["static"], *script_static]
         options["multiprocess"] = fresh["workers"] > 1
         return options
 
@@ -490,6 +494,7 @@ def serve(
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
         server_values["script_mode"] = (
             loaded.script_mode if loaded is not None else isinstance(what, ScriptTarget))
+        server_values["static"] = [*settings["static"], *script_static]  # script-mode folders too
         server_values["multiprocess"] = settings["workers"] > 1
         lifecycle = Lifecycle(server_values, reload_values, what, loaded,
                               [lst.sock.fileno() for lst in listeners], handed_over)

@@ -105,6 +105,8 @@ class Loaded:
 
     label: str  # TARGET as the user wrote it, for messages
     target: Callable[..., Any] | list[Route]
+    #: Script-mode folders, as ``PREFIX=DIR`` mounts for the core (``static``).
+    static: list[str] = field(default_factory=list)
 
     @property
     def script_mode(self) -> bool:
@@ -315,7 +317,9 @@ def _load_script(target: ScriptTarget) -> Loaded:
         raise AppLoadError(target.text, _reason(error), _traceback(error)) from error
 
     if hasattr(module, "PATHS"):
-        return Loaded(label=target.text, target=normalise_paths(module.PATHS, target.text))
+        static: list[str] = []
+        routes = normalise_paths(module.PATHS, target.text, static, directory)
+        return Loaded(label=target.text, target=routes, static=static)
     # A script without PATHS that defines the standard callable is a WSGI
     # script (uWSGI's --wsgi-file habit): serve it as one application.
     application = getattr(module, DEFAULT_CALLABLE, None)
@@ -336,7 +340,26 @@ def _load_script(target: ScriptTarget) -> Loaded:
 _FORBIDDEN_IN_PREFIX: Final = frozenset("?# \t")
 
 
-def normalise_paths(paths: object, where: str) -> list[Route]:
+def _static_dir(handler: object, base: str) -> str | None:
+    """The folder a PATHS entry serves, or None when it is a handler."""
+    from .base import Static
+
+    if isinstance(handler, Static):
+        return os.path.abspath(os.path.join(base, handler.directory))
+    if isinstance(handler, str) and os.path.isdir(os.path.join(base, handler)):
+        return os.path.abspath(os.path.join(base, handler))
+    return None  # A str naming no folder is reported as a handler that is not callable.
+
+
+def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The handler of a script whose PATHS are all folders: the rest is 404."""
+    start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+    return [b"404 Not Found\n"]
+
+
+def normalise_paths(
+    paths: object, where: str, static: list[str] | None = None, base: str | None = None
+) -> list[Route]:
     """Check a script's PATHS and return it as a list of ``(prefix, handler)``.
 
     Each prefix is a str starting with "/". One trailing "/" is stripped from
@@ -344,6 +367,12 @@ def normalise_paths(paths: object, where: str) -> list[Route]:
     ("/api" and "/api/..." but not "/apix"). Prefixes must be distinct after
     that. The order is kept: the core picks the longest matching prefix, sets
     SCRIPT_NAME to it and PATH_INFO to the rest of the path.
+
+    An entry whose handler is a ``fulmen.base.Static`` or a str names a
+    folder (relative to *base*, the script's directory, or the current one):
+    it is appended to *static* as ``PREFIX=DIR`` for the core to serve
+    instead of becoming a route. A PATHS of folders only gets a "/" route
+    that answers 404.
 
     Raises ``TargetError`` naming the first bad entry, prefixed by *where*.
     """
@@ -372,7 +401,10 @@ def normalise_paths(paths: object, where: str) -> list[Route]:
             )
         if "//" in prefix:
             raise TargetError(f"{at}: the prefix {prefix!r} contains an empty segment '//'")
-        if not callable(handler):
+        folder = _static_dir(handler, base or os.getcwd())
+        if folder is not None and not os.path.isdir(folder):
+            raise TargetError(f"{at}: the folder for {prefix!r} does not exist: {folder!r}")
+        if folder is None and not callable(handler):
             raise TargetError(
                 f"{at}: the handler for {prefix!r} is not callable (it is {type(handler).__name__})"
             )
@@ -381,7 +413,14 @@ def normalise_paths(paths: object, where: str) -> list[Route]:
         if prefix in seen:
             raise TargetError(f"{at}: the prefix {prefix!r} is already used by PATHS[{seen[prefix]}]")
         seen[prefix] = index
-        routes.append((prefix, handler))
+        if folder is not None:
+            if static is None:
+                raise TargetError(f"{at}: folders are only served from a script's PATHS or fulmen.run()")
+            static.append(f"{prefix}={folder}")
+        else:
+            routes.append((prefix, handler))
+    if not routes:
+        routes.append(("/", _not_found))
     return routes
 
 
@@ -390,7 +429,8 @@ def load_object(app: object) -> Loaded:
     if isinstance(app, str):
         return load(parse_target(app))
     if isinstance(app, (list, tuple)):
-        return Loaded(label="PATHS", target=normalise_paths(app, "run()"))
+        static: list[str] = []
+        return Loaded(label="PATHS", target=normalise_paths(app, "run()", static), static=static)
     if callable(app):
         label = getattr(app, "__qualname__", type(app).__name__)
         return Loaded(label=label, target=app)

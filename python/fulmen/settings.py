@@ -498,6 +498,111 @@ def _is_header_value(value: str) -> bool:
     return all(" " <= char <= "~" for char in value) and value == value.strip()
 
 
+# ---- static files ----------------------------------------------------------
+
+# What a mount prefix may not contain: the core matches it against the
+# request path as sent, so it is a plain path ("%" would be ambiguous).
+_PREFIX_FORBIDDEN: Final = frozenset("%?#\\")
+
+
+def _static_prefix(prefix: str, shown: str) -> str:
+    if not prefix.startswith("/"):
+        raise InvalidValue(f"the URL prefix must start with '/', got {_shown(shown)}")
+    if "//" in prefix or any(c in _PREFIX_FORBIDDEN or not c.isprintable() or c.isspace() for c in prefix):
+        raise InvalidValue(
+            f"the URL prefix may not contain '//', '%', '?', '#', '\\', spaces or controls: {_shown(shown)}"
+        )
+    return prefix if prefix == "/" else prefix.rstrip("/") or "/"
+
+
+@dataclass(frozen=True)
+class StaticMounts(Converter):
+    """``URL_PREFIX=DIR`` mounts: a str, a list of them, or a dict {prefix: dir}.
+
+    Directories must exist; they are made absolute against the directory
+    fulmen started in (before --chdir). Prefixes are distinct after one
+    trailing "/" is dropped. The typed value is a list of ``PREFIX=DIR``.
+    """
+
+    type_name: ClassVar[str] = "list of PREFIX=DIR"
+
+    @property
+    def expected(self) -> str:
+        return "URL_PREFIX=DIR (e.g. /static=./public), a list of them, or a dict {prefix: dir}"
+
+    def __call__(self, raw: object) -> list[str]:
+        pairs: list[tuple[str, object, str]] = []
+        if isinstance(raw, Mapping):
+            pairs = [(k, v, f"{k}={v}") for k, v in raw.items() if isinstance(k, str)]
+            if len(pairs) != len(raw):
+                self.reject(raw)
+        else:
+            items = [raw] if isinstance(raw, str) else raw
+            if not isinstance(items, (list, tuple)):
+                self.reject(raw)
+            for item in items:
+                if not isinstance(item, str) or "=" not in item:
+                    self.reject(item)
+                prefix, _, directory = item.partition("=")
+                pairs.append((prefix.strip(), directory.strip(), item))
+        result: list[str] = []
+        seen: set[str] = set()
+        for prefix_raw, directory, shown in pairs:
+            prefix = _static_prefix(prefix_raw, shown)
+            if isinstance(directory, os.PathLike):
+                directory = os.fspath(directory)
+            if not isinstance(directory, str) or not directory:
+                raise InvalidValue(f"missing directory in {_shown(shown)}")
+            if not os.path.isdir(directory):
+                raise InvalidValue(f"no such directory {_shown(directory)} in {_shown(shown)}")
+            if prefix in seen:
+                raise InvalidValue(f"the URL prefix {prefix!r} is mounted twice")
+            seen.add(prefix)
+            result.append(f"{prefix}={os.path.abspath(directory)}")
+        return result
+
+    def from_env(self, text: str) -> list[str]:
+        return self([part for part in text.split(",") if part.strip()])
+
+
+@dataclass(frozen=True)
+class MimeMap(Converter):
+    """``EXT=TYPE`` entries: a str, a list of them, or a dict {ext: type}."""
+
+    type_name: ClassVar[str] = "list of EXT=TYPE"
+
+    @property
+    def expected(self) -> str:
+        return "EXT=TYPE (e.g. webmanifest=application/manifest+json), a list of them, or a dict"
+
+    def __call__(self, raw: object) -> list[str]:
+        if isinstance(raw, Mapping):
+            items = [f"{k}={v}" for k, v in raw.items()]
+        elif isinstance(raw, str):
+            items = [raw]
+        elif isinstance(raw, (list, tuple)):
+            items = list(raw)
+        else:
+            self.reject(raw)
+        result = []
+        for item in items:
+            if not isinstance(item, str):
+                self.reject(item)
+            ext, _, mime = item.partition("=")
+            ext, mime = ext.strip().lstrip("."), mime.strip()
+            if not ext or len(ext) > 16 or "/" in ext or "." in ext or "/" not in mime or not _is_header_value(mime):
+                self.reject(item)
+            result.append(f"{ext}={mime}")
+        return result
+
+    def from_env(self, text: str) -> list[str]:
+        return self([part for part in text.split(",") if part.strip()])
+
+
+def _is_index_name(value: str) -> bool:
+    return value == "" or (value.isprintable() and "/" not in value and value not in (".", ".."))
+
+
 # --------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------
@@ -834,6 +939,58 @@ SETTINGS: Final[tuple[Setting, ...]] = (
                                       _is_header_value), "fulmen",
         "Value of the Server response header; empty to send none.",
         metavar="TEXT",
+    ),
+    # ---- static files ----
+    Setting(
+        "static", "Static files", StaticMounts(), [],
+        "Serve the files of DIR under URL_PREFIX from the core, e.g. /static=./public; repeatable.",
+        details=(
+            "A request whose path is URL_PREFIX or starts with URL_PREFIX/ is answered by the "
+            "C++ core and never reaches the application: GET and HEAD (others get 405), "
+            "`Last-Modified`, a strong `ETag`, 304 on `If-None-Match`/`If-Modified-Since`, "
+            "single ranges (206/416) with `If-Range`, and precompressed `.br`/`.gz` siblings "
+            "chosen by `Accept-Encoding`. A missing file is a 404 from the core. Paths that "
+            "would leave DIR (`..`, `%2e%2e`, an encoded `/`, backslashes, NUL, invalid UTF-8, "
+            "`//`) and symlinks leading out of it are refused. In a config file: "
+            "`static = {\"/static\": \"public\"}`; in the environment, separate mounts with commas. "
+            "The prefix is matched against the path as sent (before `root_path`)."
+        ),
+        metavar="URL_PREFIX=DIR",
+    ),
+    Setting(
+        "static_mime", "Static files", MimeMap(), [],
+        "Add or override the Content-Type of a file extension, e.g. md=text/markdown; repeatable.",
+        details="Files with an unknown extension are `application/octet-stream`.",
+        metavar="EXT=TYPE",
+    ),
+    Setting(
+        "static_max_age", "Static files", Integer(-1), -1,
+        "Cache-Control max-age in seconds for static files; -1 sends no Cache-Control.",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "static_immutable", "Static files", Boolean(), False,
+        "Mark hashed file names (app.3f2a9c1b.css) `public, max-age=31536000, immutable`.",
+        details=(
+            "A name is hashed when the part before its extension ends with a `.`- or "
+            "`-`-delimited run of at least 8 hex digits, one of them a digit (Django's "
+            "ManifestStaticFilesStorage, webpack's `[contenthash]`)."
+        ),
+    ),
+    Setting(
+        "static_follow_symlinks", "Static files", Boolean(), False,
+        "Follow symlinks that lead out of a static directory (refused by default).",
+        details="Symlinks that stay inside the directory are always followed (absolute ones are not).",
+    ),
+    Setting(
+        "static_dotfiles", "Static files", Boolean(), False,
+        "Serve files and directories whose name starts with '.' (refused with 404 by default).",
+    ),
+    Setting(
+        "static_index", "Static files", Text("'' or a file name without '/'", _is_index_name), "",
+        "File served for a directory, e.g. index.html; unset: directories are 404.",
+        details="A directory's URL without its trailing `/` is redirected (301) to the URL with it.",
+        metavar="NAME",
     ),
     # ---- application ----
     Setting(

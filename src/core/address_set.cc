@@ -102,8 +102,7 @@ std::optional<AddressSet> AddressSet::parse(std::string_view list, std::string* 
         }
       }
       if (!ok) {
-        // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict
-        // overlap in "'" + std::string(...) (libstdc++'s insert).
+        // Appended piecewise: gcc 12 at -O3 reports a false -Wrestrict for "'" + std::string(...).
         error->assign(1, '\'');
         error->append(item);
         error->append("' is not an IP address, a network (ADDRESS/BITS, host bits zero) or '*'");

@@ -15,6 +15,7 @@
 #include "core/format.h"
 #include "core/log.h"
 #include "core/response.h"
+#include "core/static_files.h"
 #include "core/worker.h"
 
 namespace fulmen {
@@ -236,6 +237,7 @@ void Connection::process() {
           break;
         }
         if (!begin_exchange(r)) break;
+        if (serve_static()) break;  // Under a --static mount: answered by the core (issue 11).
         if (ex_.body_done) {
           begin_batch(batch);
           dispatch();
@@ -365,6 +367,16 @@ bool Connection::begin_exchange(int head_len) {
     respond_error(ex_.body_status);
     return false;
   }
+  return true;
+}
+
+// Static files (issue 11): a request whose path falls under a --static
+// mount is answered here by the core, before its body is read and without
+// the handler (no GIL); an unread body is discarded as after any answer.
+bool Connection::serve_static() {
+  StaticFiles* files = worker_.static_files();
+  if (files == nullptr || !files->serve(*this, worker_.scratch_head())) return false;
+  end_exchange();
   return true;
 }
 

@@ -74,6 +74,9 @@ class Connection {
   // Adds one header; the caller has validated name and value. Content-Length
   // given here is remembered and enforced.
   void add_header(std::string_view name, std::string_view value);
+  // Adds header lines the core formatted itself ("Name: value\r\n" each,
+  // never Content-Length): the static file server's cached heads.
+  void add_header_lines(std::string_view lines) { queue_copy(lines.data(), lines.size()); }
   // Ends the head. known_length >= 0 when the whole body length is known and
   // no Content-Length header was given (one is then added).
   void end_headers(int64_t known_length);
@@ -164,6 +167,7 @@ class Connection {
   void begin_batch(bool& batch);
   void fresh_exchange();
   bool begin_exchange(int head_len);
+  bool serve_static();
   void dispatch();
   void end_exchange();
   bool advance_body(bool discard);

@@ -87,14 +87,25 @@ OutputQueue::Result OutputQueue::write_to(int fd, size_t* written) {
     } else {
       struct iovec iov[kMaxIov];
       int cnt = 0;
-      for (size_t i = head_; i < segs_.size() && cnt < static_cast<int>(kMaxIov); ++i) {
+      size_t i = head_;
+      for (; i < segs_.size() && cnt < static_cast<int>(kMaxIov); ++i) {
         const Segment& t = segs_[i];
         if (t.kind == Segment::kFile) break;
         iov[cnt].iov_base = const_cast<char*>(t.kind == Segment::kCopy ? buf_.data() + t.off : t.ptr);
         iov[cnt].iov_len = t.len;
         ++cnt;
       }
-      n = cnt == 1 ? ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL) : ::writev(fd, iov, cnt);
+      if (i < segs_.size() && segs_[i].kind == Segment::kFile) {
+        // A file follows (a response head before its sendfile body): MSG_MORE
+        // lets the kernel send them in the same segments, as nginx's
+        // tcp_nopush does, instead of a small packet for the head alone.
+        struct msghdr msg = {};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<size_t>(cnt);
+        n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_MORE);
+      } else {
+        n = cnt == 1 ? ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL) : ::writev(fd, iov, cnt);
+      }
     }
     if (n < 0) {
       if (errno == EINTR) continue;

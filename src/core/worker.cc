@@ -26,6 +26,7 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
     : config_(config), handler_(handler), clock_ms_(clock) {
   uv_loop_init(&loop_);
   loop_.data = this;
+  if (!config_.static_files.mounts.empty()) static_ = std::make_unique<StaticFiles>(config_.static_files, clock_ms_);
   for (size_t i = 0; i < listen_fds.size(); ++i) {
     add_listener(listen_fds[i], i, false);
     if (config_.reuse_port) {
@@ -284,6 +285,7 @@ void Worker::request_done() {
 void Worker::sweep() {
   uint64_t now = clock_ms_.now_ms();
   next_sweep_ = now + sweep_every_ms_;
+  if (static_) static_->sweep();
   Timeouts timeouts = config_.timeouts();
   if (stopping_) timeouts.keepalive_ms = std::min(timeouts.keepalive_ms, WorkerConfig::kRetireIdleMs);
   for (auto it = conns_.begin(); it != conns_.end();) {

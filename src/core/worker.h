@@ -19,6 +19,7 @@
 #include "core/handler.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
+#include "core/static_files.h"
 #include "core/worker_link.h"
 
 namespace fulmen {
@@ -42,6 +43,7 @@ struct WorkerConfig {
   // waking them all for each one.
   bool reuse_port = false;
   int backlog = 4096;
+  StaticConfig static_files;  // --static mounts and their settings (issue 11).
 
   // Requests after which the worker asks the master to replace it (the
   // caller adds max_requests_jitter); 0: never (issue 8).
@@ -103,6 +105,8 @@ class Worker {
   const WorkerConfig& config() const { return config_; }
   const MonotonicClock& clock() const { return clock_ms_; }
   Handler& handler() { return handler_; }
+  // The static file server; nullptr when no --static mount is configured.
+  StaticFiles* static_files() { return static_.get(); }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
   // True once TERM, INT or QUIT arrived, even before the loop handled it.
@@ -174,6 +178,8 @@ class Worker {
   const MonotonicClock& clock_ms_;
   uv_loop_t loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Before conns_, so it outlives the connections whose queued sends hold its files.
+  std::unique_ptr<StaticFiles> static_;
   std::list<Connection> conns_;
   BufferPool pool_;
   HttpClock clock_;

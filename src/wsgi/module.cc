@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/log.h"
 #include "core/master.h"
@@ -60,6 +63,42 @@ bool opt_bool(PyObject* options, const char* name, bool* out) {
   if (b < 0) return false;
   *out = b != 0;
   return true;
+}
+
+// The static file settings (issue 11): "static" and "static_mime" are lists
+// of "KEY=VALUE" strings the settings table validated.
+bool static_options(PyObject* options, StaticConfig* out) {
+  auto pairs = [options](const char* name, std::vector<std::pair<std::string, std::string>>* into) {
+    PyObject* v = PyDict_GetItemString(options, name);  // Borrowed.
+    if (v == nullptr || v == Py_None) return true;
+    if (!PyList_Check(v)) {
+      PyErr_Format(PyExc_TypeError, "option %s must be a list of str", name);
+      return false;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); ++i) {
+      const char* s = PyUnicode_AsUTF8(PyList_GET_ITEM(v, i));
+      if (s == nullptr) return false;
+      std::string_view item(s);
+      size_t eq = item.find('=');
+      if (eq == std::string_view::npos) {
+        PyErr_Format(PyExc_ValueError, "option %s: expected KEY=VALUE, got %s", name, s);
+        return false;
+      }
+      into->emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+    }
+    return true;
+  };
+  std::vector<std::pair<std::string, std::string>> mounts;
+  if (!pairs("static", &mounts) || !pairs("static_mime", &out->mime)) return false;
+  for (auto& [prefix, dir] : mounts) out->mounts.push_back({std::move(prefix), std::move(dir)});
+  PyObject* age = PyDict_GetItemString(options, "static_max_age");
+  if (age != nullptr && age != Py_None) {
+    out->max_age = PyLong_AsLongLong(age);
+    if (out->max_age == -1 && PyErr_Occurred()) return false;
+  }
+  return opt_bool(options, "static_immutable", &out->immutable) &&
+         opt_bool(options, "static_follow_symlinks", &out->follow_symlinks) &&
+         opt_bool(options, "static_dotfiles", &out->dotfiles) && opt_str(options, "static_index", &out->index);
 }
 
 LogLevel parse_level(const std::string& s) {
@@ -115,6 +154,7 @@ bool parse_options(PyObject* options, Config& c) {
   }
   long long backlog = 4096;
   if (!opt_int(options, "backlog", &backlog)) return false;
+  if (!static_options(options, &wc.static_files)) return false;
   wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);
