@@ -395,9 +395,11 @@ def test_usr2_starts_a_new_master_and_winch_stops_the_old_workers(serve, tmp_pat
     conf = tmp_path / "conf.py"
     marker = tmp_path / "pre_exec"
     conf.write_text(f"def pre_exec(server):\n    open({str(marker)!r}, 'a').write('pre_exec %d\\n' % server.pid)\n")
-    srv = serve("-w", "2", "-c", str(conf), APP)
+    pidfile = tmp_path / "fulmen.pid"
+    srv = serve("-w", "2", "-c", str(conf), "--pidfile", str(pidfile), APP)
     old_master = srv.proc.pid
     old_workers = set(srv.worker_pids())
+    assert pidfile.read_text() == f"{old_master}\n"
     mark = len(srv.lines)
     srv.proc.send_signal(signal.SIGUSR2)
     new_master = int(srv.wait_for(r"Started a new master, pid (\d+)", start=mark).group(1))
@@ -409,6 +411,9 @@ def test_usr2_starts_a_new_master_and_winch_stops_the_old_workers(serve, tmp_pat
             assert time.monotonic() < deadline, srv.log
             time.sleep(0.05)
         assert marker.read_text() == f"pre_exec {old_master}\n"
+        # gunicorn's binary upgrade: the old pid file is PIDFILE.oldbin, the new master writes PIDFILE.
+        assert Path(f"{pidfile}.oldbin").read_text() == f"{old_master}\n"
+        assert pidfile.read_text() == f"{new_master}\n"
         load = Load(srv, clients=4)
         try:
             load.wait_for_requests(100)
@@ -431,12 +436,14 @@ def test_usr2_starts_a_new_master_and_winch_stops_the_old_workers(serve, tmp_pat
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(15) == 0
         assert get(srv, "/")[0] == 200
+        assert not Path(f"{pidfile}.oldbin").exists() and pidfile.read_text() == f"{new_master}\n"
     finally:
         os.kill(new_master, signal.SIGTERM)
         deadline = time.monotonic() + 15
         while Path(f"/proc/{new_master}").exists():
             assert time.monotonic() < deadline, "the new master did not stop"
             time.sleep(0.05)
+    assert not pidfile.exists()
 
 
 # ---- 6: --reload ---------------------------------------------------------------------

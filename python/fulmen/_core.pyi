@@ -71,6 +71,17 @@ class Options(TypedDict):
     static_follow_symlinks: bool  # follow symlinks leading out of DIR
     static_dotfiles: bool  # serve names starting with "."
     static_index: str  # file served for a directory; "" = directories are 404
+    # Server mechanics (already applied by Python: pid file, daemon, users, titles).
+    wsgi_app: str
+    pidfile: str  # "" = none
+    daemon: bool
+    user: str | int | None
+    group: str | int | None
+    initgroups: bool
+    umask: int
+    pythonpath: list[str]
+    raw_env: list[str]
+    proc_name: str
     # Logging.
     log_level: str  # "debug" | "info" | "warning" | "error" | "critical"
     # Configuration and commands (already handled by Python).

@@ -27,14 +27,15 @@ import difflib
 import enum
 import os
 import re
+import shlex
 import socket
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import __version__, _log
+from . import __version__, _log, gunicorn, process
 from .lifecycle import Lifecycle, Server, inherited_fds
 from .loader import (
     AppLoadError,
@@ -65,6 +66,8 @@ from .settings import (
 __all__ = ["BindError", "CoreUnavailable", "ExitCode", "main", "open_listeners", "run_app", "start"]
 
 PROG = "fulmen"
+#: The config file gunicorn reads from the current directory when -c is not given.
+GUNICORN_DEFAULT_CONFIG = "gunicorn.conf.py"
 
 
 class ExitCode(enum.IntEnum):
@@ -99,8 +102,12 @@ _ARGUMENT_ERROR = re.compile(r"argument (?P<flags>\S+): (?P<problem>.*)", re.DOT
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, without the usage dump."""
 
+    #: The long options an "unknown option" may be a typo of: fulmen's own,
+    #: and gunicorn's that set one of fulmen's settings.
+    hints: list[str] = []
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(_rephrase(message, list(self._option_string_actions)))
+        raise UsageError(_rephrase(message, self.hints))
 
 
 def _rephrase(message: str, options: Sequence[str]) -> str:
@@ -111,7 +118,9 @@ def _rephrase(message: str, options: Sequence[str]) -> str:
         if not first.startswith("-"):
             return f"{first}: unexpected argument (only one TARGET may be given)"
         name = first.split("=")[0]
-        matches = difflib.get_close_matches(name, [o for o in options if o.startswith("--")], n=1)
+        # A strict cutoff: a hint must be a likely typo, not any option that
+        # shares a word ("--timeout" is no hint for "--time-limit").
+        matches = difflib.get_close_matches(name, [o for o in options if o.startswith("--")], n=1, cutoff=0.8)
         return f"{name}: unknown option" + (f" (did you mean {matches[0]}?)" if matches else "")
     match = _ARGUMENT_ERROR.fullmatch(message)
     if match:
@@ -128,6 +137,8 @@ def _rephrase(message: str, options: Sequence[str]) -> str:
 
 def _default_text(setting: Setting) -> str:
     value = setting.default
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -145,6 +156,11 @@ def _help_text(setting: Setting) -> str:
         notes.append(f"default: {_default_text(setting)}")
     if setting.env:
         notes.append(f"env: {setting.env}")
+    # gunicorn's spellings of it, from the alias table.
+    own = {setting.flag, setting.short}
+    spellings = [f for row in gunicorn.GUNICORN if row.target == setting.name for f in row.flags if f not in own]
+    if spellings:
+        notes.append("gunicorn: " + ", ".join(spellings))
     text = setting.help + (f" [{'; '.join(notes)}]" if notes else "")
     return text.replace("%", "%%")  # argparse formats help with %
 
@@ -160,6 +176,10 @@ Bind addresses: {ADDRESS_FORMS};
 Every setting is also read from the environment variable FULMEN_<NAME>
 (e.g. FULMEN_WORKERS=4) and from a --config file (workers = 4). The command
 line wins over the environment, which wins over the config file.
+
+gunicorn's flags and config-file names work too (-k, --keep-alive,
+limit_request_line, a gunicorn.conf.py...): each sets the fulmen setting it
+matches; one fulmen does not have stops it with exit status 2 (docs/deploy.md).
 
 Exit status: 0 stopped normally; 1 runtime error (e.g. cannot listen);
 2 usage or configuration error; 3 a worker failed to boot; 4 the application
@@ -210,7 +230,57 @@ def build_parser() -> argparse.ArgumentParser:
             group.add_argument(*flags, action="append", metavar=setting.metavar, **common)
         else:
             group.add_argument(*flags, metavar=setting.metavar, **common)
+    hints = [f for s in SETTINGS if CLI in s.sources for f in (s.flag,)]
+    _add_gunicorn_flags(parser, hints)
+    parser.hints = hints
     return parser
+
+
+def _gunicorn_dest(row: gunicorn.GunicornSetting) -> str:
+    return "gunicorn:" + row.name
+
+
+def _add_gunicorn_flags(parser: argparse.ArgumentParser, hints: list[str]) -> None:
+    """gunicorn's flags that are not fulmen's own, hidden from --help.
+
+    Each stores under ``gunicorn:<name>``; ``_given`` hands the value to the
+    settings as gunicorn's name, and the alias table decides what it means.
+    A flag fulmen already has (``-w``, ``--bind``) keeps fulmen's meaning.
+    """
+    taken = set(parser._option_string_actions)
+    for row in gunicorn.GUNICORN:
+        flags = [f for f in row.flags if f not in taken]
+        if not flags:
+            continue
+        taken.update(flags)
+        # gunicorn's other spelling of a fulmen setting with the same name
+        # (--pid for pidfile, --env for raw_env) shares its destination, so
+        # "-e A=B --env C=D" appends to one list.
+        dest = row.name if row.name in BY_NAME else _gunicorn_dest(row)
+        common: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+        if row.kind == gunicorn.FLAG:
+            parser.add_argument(*flags, action="store_const", const=True, **common)
+        elif row.kind == gunicorn.OFF_FLAG:
+            parser.add_argument(*flags, action="store_const", const=False, **common)
+        elif row.kind == gunicorn.APPEND:
+            parser.add_argument(*flags, action="append", **common)
+        elif row.kind == gunicorn.OPTIONAL:
+            parser.add_argument(*flags, nargs="?", const="auto", **common)
+        else:
+            parser.add_argument(*flags, **common)
+        if row.target in BY_NAME:
+            hints.extend(f for f in flags if f.startswith("--"))
+
+
+def _given(namespace: argparse.Namespace) -> dict[str, object]:
+    """The settings the command line gives: fulmen names and gunicorn names."""
+    given: dict[str, object] = {}
+    for dest, value in vars(namespace).items():
+        if dest in BY_NAME:
+            given[dest] = value
+        elif dest.startswith("gunicorn:"):
+            given[dest.removeprefix("gunicorn:")] = value
+    return given
 
 
 # --------------------------------------------------------------------------
@@ -256,6 +326,31 @@ def _prepare_process(settings: Settings) -> None:
     cwd = os.getcwd()
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)
+    # --pythonpath goes before it, in the order given; relative to --chdir, as in gunicorn.
+    paths = [os.path.abspath(path) for path in settings["pythonpath"]]
+    for path, given in zip(paths, settings["pythonpath"]):
+        if not os.path.isdir(path):
+            raise SettingError(settings.origins["pythonpath"], f"no such directory {given!r}")
+    sys.path[:0] = [path for path in paths if path not in sys.path[:1]]
+    # --env: set before the application is imported; workers inherit it.
+    for assignment in settings["raw_env"]:
+        name, _, value = assignment.partition("=")
+        os.environ[name.strip()] = value
+
+
+def _identity(settings: Settings) -> process.Identity:
+    """The user and group of the workers; refuses a switch this process cannot make."""
+    try:
+        identity = process.Identity.resolve(settings["user"], settings["group"], settings["initgroups"])
+    except KeyError as error:
+        raise SettingError(settings.origins["user"], f"no such user or group: {error}") from None
+    if identity.changes and os.geteuid() != 0:
+        name = "user" if identity.uid is not None and identity.uid != os.geteuid() else "group"
+        raise SettingError(
+            settings.origins[name],
+            f"switching the workers to {name} {settings[name]!r} needs root (fulmen runs as uid {os.geteuid()})",
+        )
+    return identity
 
 
 # --------------------------------------------------------------------------
@@ -331,7 +426,7 @@ def _unix_socket_is_live(path: str) -> bool:
     return True
 
 
-def _open_unix(address: Address, backlog: int) -> Listener:
+def _open_unix(address: Address, backlog: int, umask: int = 0, owner: tuple[int, int] = (-1, -1)) -> Listener:
     path = address.path
     assert path is not None
     try:
@@ -347,7 +442,16 @@ def _open_unix(address: Address, backlog: int) -> Listener:
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        _configure_and_listen(sock, path, backlog)
+        # The file's mode is 0777 less the umask (--umask, 0 by default as in
+        # gunicorn: any local user, a proxy among them, may connect). It is
+        # set for the bind only; the process keeps its own umask.
+        old_umask = os.umask(umask)
+        try:
+            _configure_and_listen(sock, path, backlog)
+        finally:
+            os.umask(old_umask)
+        if owner != (-1, -1):
+            os.chown(path, *owner)  # the workers' user owns it, as in gunicorn
         info = os.stat(path)
     except OSError as error:
         sock.close()
@@ -358,23 +462,81 @@ def _open_unix(address: Address, backlog: int) -> Listener:
     )
 
 
-def open_listeners(binds: Sequence[str], backlog: int, reuse_port: bool) -> list[Listener]:
+def open_listeners(
+    binds: Sequence[str], backlog: int, reuse_port: bool, umask: int = 0, owner: tuple[int, int] = (-1, -1)
+) -> list[Listener]:
     """Open, bind and listen on every address of *binds*; all or none.
 
-    Raises ``BindError`` naming the first address that fails, after closing
-    the sockets already opened.
+    A unix socket file gets mode 0777 less *umask* and, unless -1, the
+    owner and group of *owner*. Raises ``BindError`` naming the first address
+    that fails, after closing the sockets already opened.
     """
     listeners: list[Listener] = []
     try:
         for text in binds:
             address = parse_address(text)
             if address.is_unix:
-                listeners.append(_open_unix(address, backlog))
+                listeners.append(_open_unix(address, backlog, umask, owner))
             else:
                 listeners.append(_open_tcp(address, backlog, reuse_port))
     except BaseException:
         close_listeners(listeners)
         raise
+    return listeners
+
+
+#: The first descriptor systemd passes (sd_listen_fds(3)).
+LISTEN_FDS_START = 3
+_ACTIVATION_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+
+
+def inherited_listeners(environ: MutableMapping[str, str]) -> list[Listener]:
+    """The listening sockets systemd passed (socket activation), or [].
+
+    They count only when ``LISTEN_PID`` is this process: otherwise the
+    variables were meant for a parent. Then the variables are removed from
+    *environ* (``os.environ``: from the process), so that neither the workers
+    nor the application's subprocesses take the sockets for theirs. Each of
+    descriptors 3 .. 3+LISTEN_FDS-1 must be a listening TCP or unix stream
+    socket; ``LISTEN_FDNAMES`` (colon-separated) names them in the log.
+    Raises ``BindError`` for anything else.
+    """
+    pid_text, count_text = environ.get("LISTEN_PID", ""), environ.get("LISTEN_FDS", "")
+    if not pid_text.isdigit() or int(pid_text) != os.getpid():
+        return []
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    for variable in _ACTIVATION_VARIABLES:
+        environ.pop(variable, None)
+    if not count_text.isdigit():
+        raise BindError(f"LISTEN_FDS: expected a number of descriptors, got {count_text!r}")
+    listeners: list[Listener] = []
+    for index in range(int(count_text)):
+        fd = LISTEN_FDS_START + index
+        try:
+            sock = socket.socket(fileno=fd)  # family, type and protocol read from the socket
+        except OSError as error:
+            raise BindError(f"LISTEN_FDS: descriptor {fd} is not a socket: {error.strerror}") from None
+        if (
+            sock.type != socket.SOCK_STREAM
+            or sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+            or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        ):
+            sock.detach()
+            raise BindError(f"LISTEN_FDS: descriptor {fd} is not a listening TCP or unix stream socket")
+        sock.setblocking(False)
+        sock.set_inheritable(False)  # as the sockets fulmen opens itself
+        name = names[index] if index < len(names) and names[index] else ""
+        label = f" (fd {fd}" + (f", {name})" if name else ")")
+        if sock.family == socket.AF_UNIX:
+            path = sock.getsockname()
+            path = path if isinstance(path, str) else path.decode(errors="replace")
+            shown = path.replace("\0", "@", 1) if path.startswith("\0") else path
+            # unix_path stays None: the file is systemd's, not removed at exit.
+            listeners.append(Listener(sock=sock, url=f"unix:{shown}{label}", server_name=shown, server_port=""))
+        else:
+            host, port = sock.getsockname()[:2]
+            url = f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+            listeners.append(Listener(sock=sock, url=url + label, server_name=host, server_port=str(port)))
     return listeners
 
 
@@ -406,6 +568,59 @@ def _import_core() -> Any:
     except ImportError as error:
         raise CoreUnavailable(f"the native extension fulmen._core cannot be imported: {error}") from error
     return _core
+
+
+def _open_sockets(settings: Settings, identity: process.Identity) -> list[Listener]:
+    """The inherited sockets (socket activation) or those of --bind."""
+    listeners = inherited_listeners(os.environ)
+    if listeners:
+        if settings.origins["bind"] != "default":
+            _log.logger.info(
+                "Serving on the %d socket(s) systemd passed (LISTEN_FDS); %s is not used",
+                len(listeners), settings.origins["bind"],
+            )
+        return listeners
+    owner = identity.owner_of_files() if identity.changes else (-1, -1)
+    return open_listeners(settings["bind"], settings["backlog"], settings["reuse_port"], settings["umask"], owner)
+
+
+def _open_and_detach(
+    settings: Settings, name: str, adopted: list[Listener] | None = None
+) -> tuple[list[Listener], process.PidFile | None]:
+    """The master's process duties before the core runs; returns its sockets and pid file.
+
+    In order: the pid file is checked, the sockets are opened (inherited or
+    bound, unless *adopted* ones are given; failures still reach the caller's
+    terminal), ``--daemon`` detaches, the pid file is written, and the titles
+    and the workers' user are set up. The caller closes the sockets and
+    removes the pid file when it is done.
+    """
+    identity = _identity(settings)
+    pidfile = process.PidFile(settings["pidfile"]) if settings["pidfile"] else None
+    if pidfile is not None:
+        pidfile.check()  # before anything is opened: "already running" is the whole answer
+    listeners = adopted if adopted is not None else _open_sockets(settings, identity)
+    try:
+        if settings["daemon"]:
+            if os.environ.get("NOTIFY_SOCKET"):
+                _log.logger.warning("--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without it")
+            ready = process.daemonize()
+            for listener in listeners:
+                listener.owner_pid = os.getpid()  # the daemon removes the socket files at exit
+        if pidfile is not None:
+            pidfile.create()
+        if settings["daemon"]:
+            ready()
+    except BaseException:
+        close_listeners(listeners)
+        raise
+    # As gunicorn's "Current configuration", on one line; raw_env shows names
+    # only, as its values are often secrets.
+    shown = {**settings.values, "raw_env": [item.partition("=")[0] + "=..." for item in settings["raw_env"]]}
+    _log.logger.debug("Settings: %s", ", ".join(f"{k}={v!r}" for k, v in shown.items()))
+    process.set_title(f"{PROG}: master [{name}]", f"{PROG}: master")
+    process.install_worker_setup(identity, f"{PROG}: worker [{name}]", os.getpid())
+    return listeners, pidfile
 
 
 def _adopt_listeners(fds: Sequence[int]) -> list[Listener]:
@@ -480,12 +695,17 @@ def serve(
         hook = settings["on_starting"]
         if hook is not None:
             hook(Server(values))
-    listeners = _adopt_listeners(fds) if fds else open_listeners(
-        settings["bind"], settings["backlog"], settings["reuse_port"])
+    name = settings["proc_name"] or (loaded.label if loaded is not None else what.text if what else PROG)
+    listeners, pidfile = _open_and_detach(settings, name, _adopt_listeners(fds) if fds else None)
+
+    def before_reexec() -> None:
+        # USR2: the new master writes the pid file; ours becomes PIDFILE.oldbin.
+        if pidfile is not None:
+            pidfile.rename(pidfile.path + ".oldbin")
 
     def handed_over() -> None:
-        # The new master (USR2) serves these sockets now: the unix socket
-        # files are its to remove, not ours.
+        # The new master serves these sockets now: the unix socket files are
+        # its to remove, not ours.
         for listener in listeners:
             listener.owner_pid = -1
 
@@ -497,7 +717,7 @@ def serve(
         server_values["static"] = [*settings["static"], *script_static]  # script-mode folders too
         server_values["multiprocess"] = settings["workers"] > 1
         lifecycle = Lifecycle(server_values, reload_values, what, loaded,
-                              [lst.sock.fileno() for lst in listeners], handed_over)
+                              [lst.sock.fileno() for lst in listeners], before_reexec, handed_over)
         lifecycle.hook("when_ready", lifecycle.server)
         sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
         # Blocks until the master stops; the socket objects stay referenced
@@ -507,6 +727,8 @@ def serve(
         return status
     finally:
         close_listeners(listeners)
+        if pidfile is not None:
+            pidfile.unlink()
 
 
 def start(
@@ -521,6 +743,7 @@ def start(
     (ValueError), ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
     """
     _prepare_process(settings)
+    _identity(settings)  # an unknown user or a switch without root is a usage error, checked too
     _open_log_file(settings)
     is_target = isinstance(what, (ModuleTarget, ScriptTarget))
     loaded: Loaded | None = None
@@ -531,6 +754,9 @@ def start(
         # checked before anything listens (one line, exit 2, as before).
         loaded = load(what)  # type: ignore[arg-type]
     if settings["check_config"]:
+        # What every gunicorn name became, then the verdict.
+        for line in settings.gunicorn:
+            print(line)
         print("OK", flush=True)
         return ExitCode.OK
     return serve(what if is_target else None, loaded, settings, reread)  # type: ignore[arg-type]
@@ -560,15 +786,39 @@ def _main(argv: list[str]) -> int:
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else ExitCode.OK
 
-    given = {name: value for name, value in vars(namespace).items() if name in BY_NAME}
+    given = _given(namespace)
+    env_args: dict[str, object] = {}
+    if os.environ.get("GUNICORN_CMD_ARGS", "").strip():
+        # gunicorn's options from the environment, read as gunicorn reads them.
+        try:
+            words = shlex.split(os.environ["GUNICORN_CMD_ARGS"])
+            env_namespace = build_parser().parse_args(words)
+        except (UsageError, ValueError) as error:
+            return _fail(f"GUNICORN_CMD_ARGS: {error}", ExitCode.USAGE)
+        except SystemExit:  # --help or --version in the variable
+            return _fail("GUNICORN_CMD_ARGS: --help and --version are for the command line", ExitCode.USAGE)
+        if env_namespace.target is not None:
+            return _fail(f"GUNICORN_CMD_ARGS: {env_namespace.target}: give TARGET on the command line", ExitCode.USAGE)
+        env_args = _given(env_namespace)
+    if (
+        "config" not in given
+        and "config" not in env_args
+        and "FULMEN_CONFIG" not in os.environ
+        and os.path.isfile(GUNICORN_DEFAULT_CONFIG)
+    ):
+        # As gunicorn: its config file in the current directory is read
+        # without -c, so that "gunicorn" -> "fulmen" is the whole change.
+        given["config"] = GUNICORN_DEFAULT_CONFIG
     try:
-        settings = resolve(given, os.environ)
+        settings = resolve(given, os.environ, env_args=env_args)
     except ConfigFileError as error:
         return _fail(str(error), ExitCode.USAGE, error.details)
     except SettingError as error:
         return _fail(str(error), ExitCode.USAGE)
 
     _log.configure(settings["log_level"])
+    if given.get("config") == GUNICORN_DEFAULT_CONFIG and "config" not in vars(namespace):
+        _log.logger.info("Reading ./%s, gunicorn's default config file (-c reads another)", GUNICORN_DEFAULT_CONFIG)
     for warning in settings.warnings:
         _log.logger.warning("%s", warning)
 
@@ -577,19 +827,20 @@ def _main(argv: list[str]) -> int:
         sys.stdout.flush()
         if not settings["check_config"]:
             return ExitCode.OK
-    if namespace.target is None:
+    target = namespace.target or settings["wsgi_app"] or None
+    if target is None:
         return _fail(
             "TARGET: missing application (MODULE:CALLABLE, MODULE or a path to a .py script)",
             ExitCode.USAGE,
         )
 
     try:
-        return start(parse_target(namespace.target), settings, lambda: resolve(given, os.environ))
+        return start(parse_target(target), settings, lambda: resolve(given, os.environ, env_args=env_args))
     except (TargetError, SettingError) as error:
         return _fail(str(error), ExitCode.USAGE)
     except AppLoadError as error:
         return _fail(str(error), ExitCode.APP_LOAD_ERROR, error.details)
-    except (BindError, CoreUnavailable) as error:
+    except (BindError, CoreUnavailable, process.PidFileError) as error:
         return _fail(str(error), ExitCode.ERROR)
 
 
@@ -606,8 +857,8 @@ def _bind_for(host: str, port: object) -> str:
     return f"{host}:{port}"
 
 
-def _keyword(setting: Setting) -> str:
-    return setting.name
+def _keyword(name: str) -> str:
+    return name
 
 
 def run_app(

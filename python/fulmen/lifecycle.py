@@ -33,7 +33,8 @@ __all__ = ["RESTART_ONLY", "Lifecycle", "Server", "WorkerInfo"]
 #: Settings a reload cannot change: they shape the master itself. A new
 #: value is logged as ignored on SIGHUP.
 RESTART_ONLY: Final = ("bind", "backlog", "reuse_port", "chdir", "preload_app", "error_logfile", "reload",
-                       "config", "pidfile", "daemon", "user", "group", "umask", "pythonpath", "worker_tmp_dir")
+                       "config", "pidfile", "daemon", "user", "group", "umask", "pythonpath", "raw_env",
+                       "proc_name", "worker_tmp_dir")
 
 #: The exit status of a worker whose application failed to load (the core's kAppLoadError).
 APP_LOAD_ERROR: Final = 4
@@ -136,6 +137,7 @@ class Lifecycle:
         what: ModuleTarget | ScriptTarget | None,
         loaded: Loaded | None,
         listener_fds: Sequence[int],
+        before_reexec: Callable[[], None],
         on_reexec: Callable[[], None],
     ) -> None:
         self.values = values
@@ -144,6 +146,7 @@ class Lifecycle:
         self._what = what
         self._loaded = loaded
         self._fds = list(listener_fds)
+        self._before_reexec = before_reexec
         self._on_reexec = on_reexec
         self.worker: WorkerInfo | None = None
 
@@ -277,12 +280,10 @@ class Lifecycle:
 
     def _reexec(self) -> int:
         """USR2: fork and execute a new master on the same sockets; return its pid."""
-        pidfile = self.values.get("pidfile")
-        if pidfile and os.path.exists(pidfile):
-            try:
-                os.replace(pidfile, pidfile + ".oldbin")
-            except OSError as error:
-                _log.logger.warning("Cannot rename the pid file %s: %s", pidfile, error.strerror)
+        try:
+            self._before_reexec()  # the pid file becomes PIDFILE.oldbin
+        except OSError as error:
+            _log.logger.warning("USR2: %s", error)
         env = dict(os.environ)
         env[FDS_VARIABLE] = ",".join(str(fd) for fd in self._fds)
         env.pop("LISTEN_FDS", None)

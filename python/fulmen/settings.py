@@ -21,10 +21,12 @@ and returns the typed value or raises ``InvalidValue`` with a one-line problem.
 from __future__ import annotations
 
 import difflib
+import grp
 import inspect
 import ipaddress
 import math
 import os
+import pwd
 import re
 import socket
 import traceback
@@ -367,6 +369,163 @@ class Hook(Converter):
         return f"None  # set to {getattr(value, '__qualname__', type(value).__name__)}, a callable"
 
 
+# ---- process settings (pid file, privileges, environment) -----------------
+
+
+@dataclass(frozen=True)
+class NewFile(Converter):
+    """The path of a file fulmen creates; its directory must exist.
+
+    The empty string means "not set". A relative path is made absolute
+    against the directory fulmen started in (before --chdir applies).
+    """
+
+    type_name: ClassVar[str] = "path"
+
+    @property
+    def expected(self) -> str:
+        return "a file path in an existing directory"
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, os.PathLike):
+            raw = os.fspath(raw)
+        if raw is None:
+            return ""
+        if not isinstance(raw, str) or "\0" in raw:
+            self.reject(raw)
+        if raw == "":
+            return raw
+        path = os.path.abspath(raw)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise InvalidValue(f"no such directory {_shown(os.path.dirname(path))} for {_shown(raw)}")
+        if os.path.isdir(path):
+            raise InvalidValue(f"{_shown(raw)} is a directory")
+        return path
+
+
+_OCTAL_RE = re.compile(r"0[0-7]+")
+
+
+@dataclass(frozen=True)
+class FileMode(Converter):
+    """A umask, 0 to 0o777; text is read as gunicorn reads it ('022' is octal)."""
+
+    type_name: ClassVar[str] = "int (octal)"
+
+    @property
+    def expected(self) -> str:
+        return "a umask from 0 to 0o777 (e.g. 0o022, '022' or '0o22')"
+
+    def __call__(self, raw: object) -> int:
+        value: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str):
+            text = raw.strip()
+            try:
+                value = int(text, 8) if _OCTAL_RE.fullmatch(text) else int(text, 0)
+            except ValueError:
+                value = None
+        if value is None or not 0 <= value <= 0o777:
+            self.reject(raw)
+        return value
+
+    def to_source(self, value: Any) -> str:
+        return oct(value)
+
+
+@dataclass(frozen=True)
+class Account(Converter):
+    """A user (or group) name that exists, or a numeric id; None means "unchanged"."""
+
+    group: bool
+    type_name: ClassVar[str] = "str or int"
+
+    @property
+    def expected(self) -> str:
+        return "a group name or a numeric gid" if self.group else "a user name or a numeric uid"
+
+    def __call__(self, raw: object) -> str | int | None:
+        if raw is None:
+            return None
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+            return raw
+        if not isinstance(raw, str) or not raw.strip():
+            self.reject(raw)
+        text = raw.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+        try:
+            (grp.getgrnam if self.group else pwd.getpwnam)(text)
+        except KeyError:
+            raise InvalidValue(f"no such {'group' if self.group else 'user'} {_shown(text)}") from None
+        return text
+
+
+def _split_list(raw: object, what: str, check: Callable[[str], bool]) -> list[str] | None:
+    """One str or a list/tuple of str, each passing *check*; None when the shape is wrong."""
+    items: Sequence[object]
+    if isinstance(raw, str):
+        items = [raw]
+    elif isinstance(raw, (list, tuple)):
+        items = raw
+    else:
+        return None
+    result = []
+    for item in items:
+        if not isinstance(item, str) or not check(item):
+            raise InvalidValue(f"expected {what}, got {_shown(item)}")
+        result.append(item)
+    return result
+
+
+def _is_env_assignment(item: str) -> bool:
+    name, sep, _ = item.partition("=")
+    return bool(sep) and bool(name.strip()) and "\0" not in item
+
+
+@dataclass(frozen=True)
+class EnvList(Converter):
+    """KEY=VALUE strings, one str or a list of them."""
+
+    type_name: ClassVar[str] = "list of str"
+
+    @property
+    def expected(self) -> str:
+        return "a list of KEY=VALUE strings"
+
+    def __call__(self, raw: object) -> list[str]:
+        result = _split_list(raw, "KEY=VALUE", _is_env_assignment)
+        if result is None:
+            self.reject(raw)
+        return result
+
+
+@dataclass(frozen=True)
+class DirectoryList(Converter):
+    """Directories, as a list or comma-separated; checked once --chdir applies."""
+
+    type_name: ClassVar[str] = "list of str"
+
+    @property
+    def expected(self) -> str:
+        return "directories, comma-separated or as a list"
+
+    def __call__(self, raw: object) -> list[str]:
+        result = _split_list(raw, "a directory", lambda item: "\0" not in item)
+        if result is None:
+            self.reject(raw)
+        return [part.strip() for item in result for part in item.split(",") if part.strip()]
+
+
+def _is_proc_name(value: str) -> bool:
+    return value.isprintable() and len(value) <= 200
+
+
+def _is_target_text(value: str) -> bool:
+    return value == value.strip() and value.isprintable()
+
+
 # ---- addresses -----------------------------------------------------------
 
 #: The forms a bind address may take, as error messages and the docs show them.
@@ -402,10 +561,13 @@ def parse_address(text: str) -> Address:
     ``:PORT`` (empty host) means every IPv4 interface, 0.0.0.0; write
     ``[::]:PORT`` for every IPv6 interface. A relative unix socket path is made
     absolute against the current directory, i.e. before --chdir applies.
+    gunicorn's spellings ``unix://PATH`` and ``tcp://HOST:PORT`` are read too.
     """
     text = text.strip()
+    if text.startswith("tcp://"):
+        text = text[len("tcp://") :]
     if text.startswith("unix:"):
-        path = text[len("unix:") :]
+        path = text[len("unix://") :] if text.startswith("unix://") else text[len("unix:") :]
         if not path:
             raise InvalidValue(f"'unix:' needs a socket path, got {_shown(text)}")
         path = os.path.abspath(path)
@@ -1015,6 +1177,98 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         ),
         metavar="PATH",
     ),
+    # ---- server mechanics (issue 8: what a gunicorn deployment relies on) ----
+    Setting(
+        "wsgi_app", "Server mechanics", Text("MODULE:CALLABLE, as TARGET", _is_target_text), "",
+        "TARGET to serve when no TARGET argument is given (gunicorn's wsgi_app).",
+        metavar="TARGET",
+    ),
+    Setting(
+        "pidfile", "Server mechanics", NewFile(), "",
+        "Write the master's pid to this file; it is removed when the master exits.",
+        details=(
+            "Written after the sockets are open (after detaching, with `--daemon`), "
+            "mode 0644. A file naming a live process other than this one stops fulmen "
+            "with exit status 1 (\"already running\"); one left by a dead process is "
+            "replaced. Relative paths are relative to the directory fulmen was started in."
+        ),
+        short="-p", metavar="FILE",
+    ),
+    Setting(
+        "daemon", "Server mechanics", Boolean(), False,
+        "Detach from the terminal and run in the background.",
+        details=(
+            "The command returns (status 0) once the listening sockets are open and the pid "
+            "file is written; a failure before that is reported as without `--daemon`. "
+            "Standard input becomes /dev/null, and so do standard output and error when "
+            "they are a terminal; redirected to a file or a pipe, they are kept. The "
+            "daemon's umask is 022. Do not use it under systemd or in a container."
+        ),
+        short="-D",
+    ),
+    Setting(
+        "user", "Server mechanics", Account(group=False), None,
+        "Run the workers as this user (a name or a uid); the master keeps its own.",
+        details=(
+            "The master binds the sockets and writes the pid file with its own rights "
+            "(usually root), then each worker switches to the user right after it is "
+            "forked, before the application runs in it. A unix socket file is given to "
+            "the user and the group. Switching needs root."
+        ),
+        short="-u", metavar="USER",
+    ),
+    Setting(
+        "group", "Server mechanics", Account(group=True), None,
+        "Run the workers as this group (a name or a gid).",
+        details=(
+            "Without `--initgroups` the workers keep no supplementary groups; unset, the "
+            "group is the user's primary group when `--user` is set."
+        ),
+        short="-g", metavar="GROUP",
+    ),
+    Setting(
+        "initgroups", "Server mechanics", Boolean(), False,
+        "Give the workers every supplementary group of --user (initgroups(3)).",
+    ),
+    Setting(
+        "umask", "Server mechanics", FileMode(), 0,
+        "umask applied while a unix socket file is created; 0 lets any user connect.",
+        details=(
+            "As in gunicorn, the default 0 makes a unix socket `srwxrwxrwx`, so that a "
+            "proxy running as another user can connect; `0o007` keeps it to the owner "
+            "and group. Text is read as gunicorn reads it: `022` and `0o22` are octal."
+        ),
+        short="-m", metavar="MASK",
+    ),
+    Setting(
+        "pythonpath", "Server mechanics", DirectoryList(), [],
+        "Directories put first on sys.path before the application is imported.",
+        details=(
+            "Comma-separated, or repeat the option. Relative paths are relative to "
+            "`--chdir`, as in gunicorn; each must be an existing directory."
+        ),
+        metavar="DIRS",
+    ),
+    Setting(
+        "raw_env", "Server mechanics", EnvList(), [],
+        "Set an environment variable (KEY=VALUE) for the application; repeat for several.",
+        details=(
+            "Set in the master before the application is imported, so workers and their "
+            "subprocesses see it too. gunicorn's name and flags (`-e`, `--env`)."
+        ),
+        short="-e", metavar="KEY=VALUE", sources=frozenset({CLI, FILE}),
+    ),
+    Setting(
+        "proc_name", "Server mechanics", Text("printable text up to 200 characters", _is_proc_name), "",
+        "Name in the process titles, fulmen: master [NAME] and fulmen: worker [NAME].",
+        details=(
+            "Unset, NAME is TARGET. The title replaces the command line shown by `ps` "
+            "(with the `setproctitle` module when it is installed, otherwise by rewriting "
+            "the process's argument memory, cut to its length); `/proc/PID/comm`, which "
+            "`top` shows, becomes `fulmen: master` or `fulmen: worker`."
+        ),
+        short="-n", metavar="NAME",
+    ),
     # ---- logging ----
     Setting(
         "log_level", "Logging", Choice(_LOG_LEVELS), "info",
@@ -1029,7 +1283,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "The file is executed as Python; each top-level name that is a setting name "
             "sets it (`workers = 4`, `bind = ['127.0.0.1:8000', 'unix:/run/app.sock']`). "
             "Other names are ignored, so the file may import modules and compute values. "
-            "Values may be typed Python values or strings, as on the command line."
+            "Values may be typed Python values or strings, as on the command line. "
+            "gunicorn's names are read too (`keepalive`, `limit_request_line`, "
+            "`worker_class`...; docs/deploy.md lists them all), so a gunicorn.conf.py "
+            "works as it is; as gunicorn, `./gunicorn.conf.py` is read when no config "
+            "file is named and it exists."
         ),
         short="-c", metavar="FILE", sources=frozenset({CLI, ENV}),
     ),
@@ -1060,12 +1318,15 @@ class Settings:
 
     ``values`` maps every setting name to its typed value; ``origins`` says
     where each came from ("default", "--workers", "FULMEN_WORKERS",
-    "conf.py"); ``warnings`` are messages worth logging (likely typos).
+    "conf.py", "conf.py: keepalive" for a gunicorn name); ``warnings`` are
+    messages worth logging (likely typos); ``gunicorn`` says, one line each,
+    what every gunicorn name given became (``--check-config`` prints them).
     """
 
     values: dict[str, Any]
     origins: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    gunicorn: list[str] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -1090,9 +1351,17 @@ class Settings:
         return "\n".join(lines) + "\n"
 
 
-def cli_label(setting: Setting) -> str:
-    """How an error names a value given on the command line."""
-    return setting.flag
+def cli_label(name: str) -> str:
+    """How an error names a value given on the command line under *name*.
+
+    *name* is a setting name or a gunicorn setting name (its long flag).
+    """
+    from . import gunicorn
+
+    setting = BY_NAME.get(name)
+    if setting is not None:
+        return setting.flag
+    return gunicorn.BY_NAME[name].label
 
 
 def _convert(setting: Setting, raw: object, where: str, from_env: bool = False) -> Any:
@@ -1133,20 +1402,71 @@ def load_config_file(path: str) -> dict[str, object]:
     return namespace
 
 
+class _Source:
+    """The values one source (config file, command line) gives, by fulmen name.
+
+    Two names of one source that set the same setting (``keepalive`` and
+    ``keepalive_timeout``) are an error: neither may silently win.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.set_by: dict[str, str] = {}
+
+    def give(self, setting: Setting, raw: object, where: str, origin: str, from_env: bool = False) -> None:
+        other = self.set_by.get(setting.name)
+        if other is not None:
+            raise SettingError(where, f"sets {setting.name}, which {other} sets too")
+        self.set_by[setting.name] = where
+        self.settings.values[setting.name] = _convert(setting, raw, where, from_env)
+        self.settings.origins[setting.name] = origin
+
+    def give_gunicorn(self, name: str, raw: object, where: str, origin: str) -> None:
+        """Apply gunicorn's setting *name* through the alias table."""
+        from . import gunicorn
+
+        row = gunicorn.BY_NAME[name]
+        try:
+            target, value = gunicorn.translate(row, raw, BY_NAME)
+        except InvalidValue as error:
+            raise SettingError(where, str(error)) from None
+        shown = "a function" if callable(raw) and not isinstance(raw, type) else _shown(raw)
+        if target is None:
+            if row.target is not None:  # a setting of another part of fulmen, absent from this build
+                why = f"gunicorn's default; this build has no {row.target} setting: {row.note}"
+            else:
+                why = row.note
+            self.settings.gunicorn.append(f"# {where} = {shown}: accepted, nothing to set ({why})")
+            return
+        setting = BY_NAME[target]
+        self.give(setting, value, where, origin)
+        if target != name:
+            typed = setting.convert.to_source(self.settings.values[target])
+            self.settings.gunicorn.append(f"{target} = {typed}  # {where} = {shown} ({row.note})")
+
+
 def _from_config_file(path: str, settings: Settings) -> None:
+    from . import gunicorn
+
     namespace = load_config_file(path)
     file_names = [s.name for s in SETTINGS if FILE in s.sources]
-    for name, raw in namespace.items():
+    source = _Source(settings)
+    # Fulmen's own names first, so that a gunicorn alias of one of them is
+    # the name reported as the duplicate.
+    for name, raw in sorted(namespace.items(), key=lambda item: item[0] not in BY_NAME):
         setting = BY_NAME.get(name)
         if setting is not None and FILE in setting.sources:
-            settings.values[name] = _convert(setting, raw, f"{path}: {name}")
-            settings.origins[name] = path
+            source.give(setting, raw, f"{path}: {name}", path)
         elif setting is not None:
             raise SettingError(f"{path}: {name}", f"cannot be set in a config file (use {setting.flag})")
+        elif name in gunicorn.BY_NAME:
+            # Checked before the callables are skipped: a hook or a worker
+            # class is a gunicorn setting too.
+            source.give_gunicorn(name, raw, f"{path}: {name}", f"{path}: {name}")
         elif not name.startswith("_") and not isinstance(raw, (types.ModuleType, type)) and not callable(raw):
             # Unknown names are ignored (the file may compute helpers), but a
             # near-miss like "worker = 4" is worth a warning.
-            match = _close_match(name, file_names)
+            match = _close_match(name, file_names + list(gunicorn.BY_NAME))
             if match:
                 settings.warnings.append(f"{path}: ignoring unknown name {name!r}; did you mean {match!r}?")
 
@@ -1155,17 +1475,23 @@ def resolve(
     given: Mapping[str, object],
     environ: Mapping[str, str],
     *,
-    label: Callable[[Setting], str] = cli_label,
+    label: Callable[[str], str] = cli_label,
+    env_args: Mapping[str, object] | None = None,
 ) -> Settings:
     """Merge defaults, config file, environment and *given* into ``Settings``.
 
-    *given* maps setting names to raw values from the highest-precedence source
-    (the command line, or ``fulmen.run``'s keyword arguments); *label* names
-    them in error messages. Raises ``SettingError`` (a ``ValueError``) for the
-    first bad value, ``ConfigFileError`` if the config file raises.
+    *given* maps setting names -- or gunicorn's names, see ``fulmen.gunicorn``
+    -- to raw values from the highest-precedence source (the command line, or
+    ``fulmen.run``'s keyword arguments); *label* names them in error messages.
+    *env_args* are the same from gunicorn's ``GUNICORN_CMD_ARGS``, parsed by
+    the caller: between the config file and the ``FULMEN_*`` variables.
+    Raises ``SettingError`` (a ``ValueError``) for the first bad value,
+    ``ConfigFileError`` if the config file raises.
     """
+    from . import gunicorn
+
     for name in given:
-        if name not in BY_NAME:
+        if name not in BY_NAME and name not in gunicorn.BY_NAME:
             raise SettingError(name, "unknown setting")
 
     settings = Settings(
@@ -1177,13 +1503,24 @@ def resolve(
     config = BY_NAME["config"]
     config_env = ENV_PREFIX + "CONFIG"
     if "config" in given:
-        config_path = _convert(config, given["config"], label(config))
+        config_path = _convert(config, given["config"], label("config"))
+    elif env_args and "config" in env_args:
+        config_path = _convert(config, env_args["config"], f"GUNICORN_CMD_ARGS: {label('config')}")
     elif config_env in environ:
         config_path = _convert(config, environ[config_env], config_env, from_env=True)
     else:
         config_path = ""
     if config_path:
         _from_config_file(config_path, settings)
+
+    if env_args:
+        source = _Source(settings)
+        for name, raw in sorted(env_args.items(), key=lambda item: item[0] not in BY_NAME):
+            where = f"GUNICORN_CMD_ARGS: {label(name)}"
+            if name in BY_NAME:
+                source.give(BY_NAME[name], raw, where, where)
+            else:
+                source.give_gunicorn(name, raw, where, where)
 
     env_names = [s.env for s in SETTINGS if s.env]
     for name in environ:
@@ -1198,10 +1535,12 @@ def resolve(
             )
             settings.origins[setting.name] = setting.env
 
-    for name, raw in given.items():
-        setting = BY_NAME[name]
-        settings.values[name] = _convert(setting, raw, label(setting))
-        settings.origins[name] = label(setting)
+    source = _Source(settings)
+    for name, raw in sorted(given.items(), key=lambda item: item[0] not in BY_NAME):
+        if name in BY_NAME:
+            source.give(BY_NAME[name], raw, label(name), label(name))
+        else:
+            source.give_gunicorn(name, raw, label(name), label(name))
 
     # Checks that depend on the platform rather than on the value alone.
     if settings.values["reuse_port"] and not hasattr(socket, "SO_REUSEPORT"):
