@@ -15,6 +15,10 @@ have clang-format || need+=(clang-format)
 # libFuzzer's runtime (fuzz smoke) ships apart from clang on Debian and Ubuntu.
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-dev)
 
+# Real neighbours the end-to-end tests put in front of fulmen (tests/test_proxies.py).
+have nginx || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+have haproxy || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y ${need[*]}"
 if ! have apt-get; then

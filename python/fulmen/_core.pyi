@@ -63,6 +63,10 @@ class Options(TypedDict):
     # Application.
     chdir: str  # already applied by Python; "" = unset
     root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Proxies in front (issue 9).
+    forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded
+    proxy_protocol: str  # "off", "auto", "v1" or "v2": a PROXY header first from proxy_allow_from
+    proxy_allow_from: str  # comma list of addresses / networks / "*" that send the PROXY header
     # Static files (issue 11), served by the core.
     static: list[str]  # "PREFIX=DIR" mounts, DIR absolute; script-mode folders included
     static_mime: list[str]  # "EXT=TYPE" over the built-in table

@@ -109,6 +109,43 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(_rephrase(message, self.hints))
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        return super().parse_known_args(None if args is None else _bare_values(list(args)), namespace)
+
+
+def _bare_values(argv: list[str]) -> list[str]:
+    """Writes a bare optional-value flag as ``--flag=VALUE``.
+
+    ``--proxy-protocol app:application`` must not read the TARGET as the
+    flag's value (argparse's ``nargs="?"`` would): a flag whose value may be
+    left out takes the next word only when that word is a value it accepts.
+    """
+    bare = {s.flag: s for s in SETTINGS if s.bare is not None}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        setting = bare.get(arg)
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if setting is not None:
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            try:
+                accepted = following is not None and not following.startswith("-") and setting.convert(following)
+            except ValueError:
+                accepted = False
+            if accepted:
+                out.append(f"{arg}={following}")
+                i += 2
+                continue
+            out.append(f"{arg}={setting.bare}")
+            i += 1
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
 
 def _rephrase(message: str, options: Sequence[str]) -> str:
     """Turn argparse's messages into ``<flag>: <problem>``."""
@@ -228,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
             group.add_argument(*flags, action="store_const", const=True, **common)
         elif isinstance(setting.default, list):
             group.add_argument(*flags, action="append", metavar=setting.metavar, **common)
+        elif setting.bare is not None:
+            group.add_argument(*flags, nargs="?", const=setting.bare, metavar=setting.metavar, **common)
         else:
             group.add_argument(*flags, metavar=setting.metavar, **common)
     hints = [f for s in SETTINGS if CLI in s.sources for f in (s.flag,)]

@@ -303,7 +303,7 @@ GUNICORN: Final[tuple[GunicornSetting, ...]] = (
     _later("proxy_protocol", ("--proxy-protocol",), OPTIONAL, "PROXY protocol header from the proxy in front",
            _one_of("off", None, False)),
     _later("proxy_allow_ips", ("--proxy-allow-from",), VALUE, "proxies trusted to send the PROXY header",
-           _one_of("127.0.0.1,::1", "127.0.0.1, ::1")),
+           _one_of("127.0.0.1,::1", "127.0.0.1, ::1"), target="proxy_allow_from"),
     _lacks("protocol", ("--protocol",), VALUE, "fulmen speaks HTTP only, not uwsgi", _one_of("http")),
     _lacks("uwsgi_allow_ips", ("--uwsgi-allow-from",), VALUE, "fulmen speaks HTTP only, not uwsgi",
            _one_of("127.0.0.1,::1", "127.0.0.1, ::1")),

@@ -644,6 +644,67 @@ class AddressList(Converter):
         return self([part for part in text.split(",") if part.strip()])
 
 
+class ProxyProtocolMode(Converter):
+    """gunicorn's proxy_protocol values: off, v1, v2 or auto; a bool means off or auto."""
+
+    type_name: ClassVar[str] = "str"
+    MODES: ClassVar[tuple[str, ...]] = ("off", "auto", "v1", "v2")
+
+    @property
+    def expected(self) -> str:
+        return "one of off, auto, v1, v2 (or a boolean: false is off, true is auto)"
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, bool):
+            return "auto" if raw else "off"
+        if isinstance(raw, str):
+            text = raw.strip().lower()
+            if text in self.MODES:
+                return text
+            if text in _TRUE:
+                return "auto"
+            if text in _FALSE:
+                return "off"
+        self.reject(raw)
+
+
+class IpAllowList(Converter):
+    """Who may speak for the client: IP addresses, CIDR networks and "*".
+
+    Accepts gunicorn's forms: a comma-separated str ("127.0.0.1,::1,10.0.0.0/8")
+    or a list of str; an empty str trusts no TCP peer. The value is kept as
+    one comma-separated str, which the core parses again.
+    """
+
+    type_name: ClassVar[str] = "str"
+
+    @property
+    def expected(self) -> str:
+        return "a comma-separated list of IP addresses, networks (ADDRESS/BITS) or '*'"
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, str):
+            items = raw.split(",")
+        elif isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+            items = list(raw)
+        else:
+            self.reject(raw)
+        result: list[str] = []
+        for item in (part.strip() for part in items):
+            if not item:
+                continue
+            if item != "*":
+                try:
+                    # strict: host bits must be zero, as the core checks too
+                    ipaddress.ip_network(item, strict=True)
+                except ValueError:
+                    raise InvalidValue(
+                        f"{_shown(item)} is not an IP address, a network (ADDRESS/BITS with zero host bits) or '*'"
+                    ) from None
+            result.append(item)
+        return ",".join(result)
+
+
 # ---- text checks ---------------------------------------------------------
 
 
@@ -791,6 +852,9 @@ class Setting:
     sources: frozenset[str] = ALL_SOURCES
     long: str | None = None  # the long flag, when it is not derived from the name
     aliases: tuple[str, ...] = ()  # more long flags for the same setting
+    #: For an option whose value may be left out on the command line: what the
+    #: bare flag means (``--proxy-protocol`` is ``--proxy-protocol auto``).
+    bare: str | None = None
 
     @property
     def flag(self) -> str:
@@ -1101,6 +1165,48 @@ SETTINGS: Final[tuple[Setting, ...]] = (
                                       _is_header_value), "fulmen",
         "Value of the Server response header; empty to send none.",
         metavar="TEXT",
+    ),
+    # ---- proxies (issue 9) ----
+    Setting(
+        "forwarded_allow_ips", "Proxies", IpAllowList(), "127.0.0.1,::1",
+        "Peers whose X-Forwarded-* and Forwarded headers are believed (addresses, networks, '*').",
+        details=(
+            "From such a peer (and from any peer over a unix socket, as gunicorn), "
+            "`X-Forwarded-Proto: https`, `X-Forwarded-Ssl: on` or `X-Forwarded-Protocol: ssl` "
+            "set `wsgi.url_scheme` to `https` (another value of one of them means `http`; two "
+            "that disagree get 400, as gunicorn); `X-Forwarded-For` sets `REMOTE_ADDR` to its "
+            "right-most address that is not itself in this list (the client the nearest "
+            "untrusted hop was), `REMOTE_PORT` then being `0`; and an RFC 7239 `Forwarded` "
+            "field, when present, is used instead of the `X-` ones (`for=` and `proto=` of the "
+            "element chosen the same way). A value that is not an IP address (`unknown`, an "
+            "obfuscated `_name`) is never believed. From any other peer these headers change "
+            "nothing. gunicorn's default; an empty value trusts no TCP peer."
+        ),
+        metavar="LIST",
+    ),
+    Setting(
+        "proxy_protocol", "Proxies", ProxyProtocolMode(), "off",
+        "Connections from --proxy-allow-from begin with a PROXY header: auto (v1 or v2, "
+        "detected; the bare flag), v1, v2 or off.",
+        details=(
+            "HAProxy's PROXY protocol (`send-proxy` / `send-proxy-v2`, nginx's "
+            "`proxy_protocol on` in a stream block, AWS NLB): the header's source address and "
+            "port become `REMOTE_ADDR` and `REMOTE_PORT` for every request of the connection. "
+            "From an allowed peer (and over a unix socket) the header is required: a connection "
+            "without one, or with a malformed one, is closed without an answer and the "
+            "application is not called. From any other peer, a connection that begins with a "
+            "PROXY header is closed the same way (the header is never believed); plain HTTP from "
+            "it is served as usual, so health checks can bypass the proxy. Only the first bytes "
+            "of a connection are examined. `v1` or `v2` accept only that version, as gunicorn."
+        ),
+        metavar="MODE",
+        bare="auto",
+    ),
+    Setting(
+        "proxy_allow_from", "Proxies", IpAllowList(), "127.0.0.1,::1",
+        "Peers that may (and then must) send a PROXY header (addresses, networks, '*').",
+        details="gunicorn's flag; its config name `proxy_allow_ips` is accepted too. Used only with `proxy_protocol`.",
+        metavar="LIST",
     ),
     # ---- static files ----
     Setting(

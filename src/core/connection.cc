@@ -1,5 +1,6 @@
 #include "core/connection.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -13,7 +14,9 @@
 #include <cstring>
 
 #include "core/format.h"
+#include "core/forwarded.h"
 #include "core/log.h"
+#include "core/proxy_protocol.h"
 #include "core/response.h"
 #include "core/static_files.h"
 #include "core/worker.h"
@@ -31,8 +34,18 @@ uint64_t now_ms(const Worker& w) {
 }  // namespace
 
 Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer)
-    : worker_(worker), fd_(fd), listener_(listener), peer_(peer), out_(worker.pool()) {
+    : worker_(worker), fd_(fd), listener_(listener), peer_(peer), client_(peer), out_(worker.pool()) {
   poll_.data = this;
+  // Who may speak for the client (issue 9): a peer over a unix socket is a
+  // local process, trusted as gunicorn trusts it; a TCP peer only when listed.
+  const WorkerConfig& config = worker.config();
+  std::optional<IpAddress> ip = IpAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer_));
+  bool local = peer_.ss_family == AF_UNIX;
+  forwarded_trusted_ = local || (ip && config.forwarded_allow_ips.contains(*ip));
+  if (config.proxy_versions != 0) {
+    proxy_pending_ = local || (ip && config.proxy_allow_from.contains(*ip));
+    proxy_refuse_ = !proxy_pending_;
+  }
 }
 
 Connection::~Connection() {
@@ -146,6 +159,13 @@ void Connection::on_readable() {
     return;
   }
   int n = recv_into_input();
+  if ((proxy_pending_ || proxy_refuse_) && n != -EAGAIN && n != -EWOULDBLOCK) {
+    if (n <= 0 && n != -ENOBUFS) {
+      close();  // Gone before its PROXY header: nothing to answer.
+      return;
+    }
+    if (!read_proxy_header()) return;
+  }
   if (n == -ENOBUFS && budget_wait_ && state_ == State::kBody) {
     process();  // Hands the partly buffered body to the app (see kBody there).
     return;
@@ -367,6 +387,114 @@ bool Connection::begin_exchange(int head_len) {
     respond_error(ex_.body_status);
     return false;
   }
+  return apply_forwarded();
+}
+
+// The PROXY header (issue 9), only ever at the start of a connection. From
+// a trusted source it is required and its source becomes the client; from
+// any other, a connection that begins with one is closed without an answer
+// (it is never believed, and the bytes are not HTTP). Returns true when the
+// request bytes may be parsed now.
+bool Connection::read_proxy_header() {
+  const char* data = in_.data() + pos_;
+  size_t len = in_.size() - pos_;
+  char shown[INET6_ADDRSTRLEN] = "?";
+  if (auto ip = IpAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer_))) {
+    inet_ntop(ip->family, ip->bytes, shown, sizeof shown);
+  }
+  ProxyHeader h;
+  ProxyParse r = parse_proxy_header(data, len, &h);
+  if (proxy_refuse_) {
+    if (r == ProxyParse::kIncomplete && len < 16) {
+      update_poll();  // Too few bytes yet to tell a PROXY header from a request.
+      return false;
+    }
+    proxy_refuse_ = false;
+    if (r != ProxyParse::kError) {
+      log(LogLevel::kWarning, "PROXY header from %s, which is not in proxy_allow_from: connection closed", shown);
+      close();
+      return false;
+    }
+    return true;
+  }
+  if (r == ProxyParse::kIncomplete) {
+    if (state_ == State::kIdle) {
+      state_ = State::kHead;  // The header deadline bounds a trickled PROXY header.
+      state_since_ = now_ms(worker_);
+    }
+    update_poll();
+    return false;
+  }
+  if (r == ProxyParse::kComplete && (worker_.config().proxy_versions & (1u << (h.version - 1))) == 0) {
+    log(LogLevel::kWarning,
+        "PROXY header of version %d from %s, which proxy_protocol does not accept: connection closed", h.version,
+        shown);
+    close();
+    return false;
+  }
+  if (r == ProxyParse::kError) {
+    log(LogLevel::kWarning, "malformed or missing PROXY header from %s: connection closed", shown);
+    close();
+    return false;
+  }
+  if (!h.local) {
+    std::memset(&client_, 0, sizeof client_);
+    if (h.family == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&client_);
+      sin->sin_family = AF_INET;
+      inet_pton(AF_INET, h.source, &sin->sin_addr);
+      sin->sin_port = htons(h.source_port);
+    } else {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&client_);
+      sin6->sin6_family = AF_INET6;
+      inet_pton(AF_INET6, h.source, &sin6->sin6_addr);
+      sin6->sin6_port = htons(h.source_port);
+    }
+  }
+  pos_ += h.length;
+  proxy_pending_ = false;
+  state_ = State::kIdle;
+  state_since_ = now_ms(worker_);
+  return true;
+}
+
+// X-Forwarded-* and Forwarded from a trusted peer (issue 9). Returns false
+// when the request was answered instead (contradictory scheme headers: 400).
+bool Connection::apply_forwarded() {
+  fwd_client_set_ = false;
+  fwd_https_ = false;
+  if (!forwarded_trusted_) return true;
+  const RequestHead& head = worker_.scratch_head();
+  // Only names starting with "x-" or "f" can matter: skip the rest cheaply.
+  bool any = false;
+  for (size_t i = 0; i < head.num_headers && !any; ++i) {
+    char c = head.headers[i].name[0];
+    any = c == 'x' || c == 'X' || c == 'f' || c == 'F';
+  }
+  if (!any) return true;
+  Forwarded f = Forwarded::resolve({head.headers, head.num_headers}, worker_.config().forwarded_allow_ips);
+  if (f.conflict) {
+    respond_error(400);
+    return false;
+  }
+  fwd_https_ = f.https.value_or(false);
+  if (f.remote.empty()) return true;
+  std::optional<IpAddress> ip = IpAddress::parse(f.remote);
+  if (!ip) return true;
+  std::memset(&fwd_client_, 0, sizeof fwd_client_);
+  uint16_t port = htons(f.remote_port.value_or(0));
+  if (ip->family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&fwd_client_);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, ip->bytes, 4);
+    sin->sin_port = port;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&fwd_client_);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, ip->bytes, 16);
+    sin6->sin6_port = port;
+  }
+  fwd_client_set_ = true;
   return true;
 }
 

@@ -40,6 +40,12 @@ class Connection {
   int fd() const { return fd_; }
   size_t listener() const { return listener_; }
   const sockaddr_storage& peer() const { return peer_; }
+  // The client the request is from: the peer, unless a trusted proxy said
+  // otherwise (a PROXY header for the whole connection, X-Forwarded-For or
+  // Forwarded for this request). A port of 0 means the proxy gave none.
+  const sockaddr_storage& client() const { return fwd_client_set_ ? fwd_client_ : client_; }
+  // A trusted proxy said this request reached it over https.
+  bool forwarded_https() const { return fwd_https_; }
 
   // ---- Request body, for wsgi.input. Offsets are internal; callers see views.
 
@@ -168,6 +174,8 @@ class Connection {
   void fresh_exchange();
   bool begin_exchange(int head_len);
   bool serve_static();
+  bool read_proxy_header();
+  bool apply_forwarded();
   void dispatch();
   void end_exchange();
   bool advance_body(bool discard);
@@ -190,6 +198,13 @@ class Connection {
   int fd_;
   size_t listener_;
   sockaddr_storage peer_;
+  sockaddr_storage client_;      // peer_, or the source a PROXY header gave
+  sockaddr_storage fwd_client_;  // for this request, when fwd_client_set_
+  bool fwd_client_set_ = false;
+  bool fwd_https_ = false;
+  bool proxy_pending_ = false;      // A PROXY header must come first (trusted source).
+  bool proxy_refuse_ = false;       // A PROXY header here would be from a source not allowed.
+  bool forwarded_trusted_ = false;  // The peer may send X-Forwarded-* / Forwarded.
   uv_poll_t poll_;
   std::list<Connection>::iterator self_;
   int poll_events_ = 0;

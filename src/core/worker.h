@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/address_set.h"
 #include "core/buffer.h"
 #include "core/clock.h"
 #include "core/connection.h"
@@ -44,6 +45,14 @@ struct WorkerConfig {
   bool reuse_port = false;
   int backlog = 4096;
   StaticConfig static_files;  // --static mounts and their settings (issue 11).
+  // Proxies in front (issue 9). With proxy_versions, a connection from
+  // proxy_allow_from (or over a unix socket) must begin with a PROXY header,
+  // whose source becomes the client; one from elsewhere that begins with a
+  // PROXY header is closed (never believed). X-Forwarded-* and Forwarded are
+  // believed only from forwarded_allow_ips (or over a unix socket).
+  unsigned proxy_versions = 0;  // PROXY header versions accepted: bit 0 v1, bit 1 v2; 0 = off.
+  AddressSet proxy_allow_from;
+  AddressSet forwarded_allow_ips;
 
   // Requests after which the worker asks the master to replace it (the
   // caller adds max_requests_jitter); 0: never (issue 8).

@@ -193,6 +193,7 @@ class EnvironBuilder {
   std::vector<int16_t> table_;  // open addressing over known_
   PyRef k_method_, k_path_, k_query_, k_protocol_, k_remote_addr_, k_remote_port_, k_raw_uri_, k_request_uri_,
       k_input_, k_script_name_, k_http10_, k_http11_, k_empty_, errors_;
+  PyRef k_url_scheme_, k_https_;  // wsgi.url_scheme = "https" when a trusted proxy says so (issue 9)
   std::vector<std::pair<std::string, PyRef>> methods_;
 };
 

@@ -123,6 +123,9 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
   k_http10_.reset(intern("HTTP/1.0"));
   k_http11_.reset(intern("HTTP/1.1"));
   k_empty_.reset(intern(""));
+  k_url_scheme_.reset(intern("wsgi.url_scheme"));
+  k_https_.reset(intern("https"));
+  if (!k_url_scheme_ || !k_https_) return false;
   for (const char* m : {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
     methods_.emplace_back(m, PyRef(intern(m)));
 
@@ -227,8 +230,8 @@ PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject
       PyDict_SetItem(d, k_input_.get(), input) < 0)
     return nullptr;
 
-  // REMOTE_ADDR / REMOTE_PORT from the peer address.
-  const sockaddr_storage& peer = c.peer();
+  // REMOTE_ADDR / REMOTE_PORT: the client (the peer, or what a trusted proxy said).
+  const sockaddr_storage& peer = c.client();
   char addr[INET6_ADDRSTRLEN] = "";
   size_t addr_len = 0;
   char port_s[8];
@@ -247,6 +250,7 @@ PyObject* EnvironBuilder::build(Connection& c, const RequestHead& head, PyObject
   if (!ra || !rp || PyDict_SetItem(d, k_remote_addr_.get(), ra.get()) < 0 ||
       PyDict_SetItem(d, k_remote_port_.get(), rp.get()) < 0)
     return nullptr;
+  if (c.forwarded_https() && PyDict_SetItem(d, k_url_scheme_.get(), k_https_.get()) < 0) return nullptr;
 
   for (size_t i = 0; i < head.num_headers; ++i) {
     const Header& h = head.headers[i];

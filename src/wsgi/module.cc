@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -63,6 +64,26 @@ bool opt_bool(PyObject* options, const char* name, bool* out) {
   if (b < 0) return false;
   *out = b != 0;
   return true;
+}
+
+// The proxy settings (issue 9): address lists the settings table validated.
+bool proxy_options(PyObject* options, WorkerConfig* wc) {
+  auto set = [options](const char* name, AddressSet* out) {
+    std::string list;
+    if (!opt_str(options, name, &list)) return false;
+    std::string error;
+    std::optional<AddressSet> parsed = AddressSet::parse(list, &error);
+    if (!parsed) {
+      PyErr_Format(PyExc_ValueError, "option %s: %s", name, error.c_str());
+      return false;
+    }
+    *out = std::move(*parsed);
+    return true;
+  };
+  std::string mode = "off";
+  if (!opt_str(options, "proxy_protocol", &mode)) return false;
+  wc->proxy_versions = mode == "v1" ? 1u : mode == "v2" ? 2u : mode == "auto" ? 3u : 0u;
+  return set("proxy_allow_from", &wc->proxy_allow_from) && set("forwarded_allow_ips", &wc->forwarded_allow_ips);
 }
 
 // The static file settings (issue 11): "static" and "static_mime" are lists
@@ -155,6 +176,7 @@ bool parse_options(PyObject* options, Config& c) {
   long long backlog = 4096;
   if (!opt_int(options, "backlog", &backlog)) return false;
   if (!static_options(options, &wc.static_files)) return false;
+  if (!proxy_options(options, &wc)) return false;
   wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);
