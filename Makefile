@@ -13,7 +13,7 @@ export PYENV_ROOT
 PY_TAGS := $(shell tools/pythons.sh tags)
 py_for = $(shell tools/pythons.sh path $(1))
 PY311 := $(or $(call py_for,311),$(call py_for,$(firstword $(PY_TAGS))))
-TEST_DEPS := pytest requests flask django falcon
+TEST_DEPS := pytest requests flask django falcon gunicorn prometheus_client
 JOBS ?= 2
 SOURCES := pyproject.toml CMakeLists.txt LICENSE $(shell find src python -type f -not -name '*.pyc')
 

@@ -63,6 +63,11 @@ class Options(TypedDict):
     # Application.
     chdir: str  # already applied by Python; "" = unset
     root_path: str  # "" or "/x" without a trailing "/": the SCRIPT_NAME prefix
+    # Access log (issue 9), written by the core.
+    access_logfile: str  # path, "-" (stdout) or "" (none)
+    access_logformat: str  # gunicorn's format language
+    access_log_exclude: list[str]  # request paths not logged
+    log_format: str  # "text" or "json"
     # Proxies in front (issue 9).
     forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded
     proxy_protocol: str  # "off", "auto", "v1" or "v2": a PROXY header first from proxy_allow_from

@@ -260,7 +260,7 @@ GUNICORN: Final[tuple[GunicornSetting, ...]] = (
     _lacks("disable_redirect_access_to_syslog", ("--disable-redirect-access-to-syslog",), FLAG, _LOG_NOTE,
            _one_of(False)),
     _later("access_log_format", ("--access-logformat",), VALUE, "access log format",
-           _one_of('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"')),
+           _one_of('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'), target="access_logformat"),
     _later("errorlog", ("--error-logfile", "--log-file"), VALUE, "file for fulmen's log; '-' is stderr",
            _one_of("-"), target="error_logfile"),
     GunicornSetting("loglevel", ("--log-level",), VALUE, "log_level", target="log_level"),

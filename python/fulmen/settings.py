@@ -285,8 +285,8 @@ class ExistingPath(Converter):
 
 
 @dataclass(frozen=True)
-class LogPath(Converter):
-    """``-`` (stderr) or a file path whose directory exists."""
+class ErrorLogPath(Converter):
+    """``-`` (stderr) or a file path whose directory exists (error_logfile)."""
 
     type_name: ClassVar[str] = "path"
 
@@ -705,6 +705,62 @@ class IpAllowList(Converter):
         return ",".join(result)
 
 
+# ---- access log ----------------------------------------------------------
+
+#: gunicorn's default access log format.
+DEFAULT_ACCESS_LOG_FORMAT: Final = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+_LOG_FORMAT_PIECE: Final = re.compile(r"%(?:%|\([^)]*\)s)")
+
+
+def _is_access_log_format(value: str) -> bool:
+    # What the core's AccessLogFormat compiles: every "%" starts %(name)s or is %%.
+    return value.count("%") == sum(piece.count("%") for piece in _LOG_FORMAT_PIECE.findall(value))
+
+
+def _is_log_path(value: str) -> bool:
+    return value == "" or value == "-" or ("\0" not in value and not value.endswith("/"))
+
+
+@dataclass(frozen=True)
+class LogPath(Converter):
+    """A log file: a path, "-" for the standard stream, or "" / None for none (gunicorn's None)."""
+
+    @property
+    def expected(self) -> str:
+        return "a file path, '-' (stdout) or '' (none)"
+
+    def __call__(self, raw: object) -> str:
+        if raw is None:
+            return ""
+        if isinstance(raw, str) and _is_log_path(raw):
+            return raw
+        self.reject(raw)
+
+
+def _is_request_path(value: str) -> bool:
+    return value.startswith("/") and value.isprintable() and " " not in value and "?" not in value
+
+
+@dataclass(frozen=True)
+class PathList(Converter):
+    """A list of request paths (each starting with "/"); comma-separated in the environment."""
+
+    type_name: ClassVar[str] = "list of str"
+
+    @property
+    def expected(self) -> str:
+        return "a list of request paths starting with '/' (no query)"
+
+    def __call__(self, raw: object) -> list[str]:
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and _is_request_path(i) for i in items):
+            self.reject(raw)
+        return list(items)
+
+    def from_env(self, text: str) -> list[str]:
+        return self([part.strip() for part in text.split(",") if part.strip()])
+
+
 # ---- text checks ---------------------------------------------------------
 
 
@@ -974,7 +1030,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         short="-t", metavar="SECONDS",
     ),
     Setting(
-        "error_logfile", "Lifecycle", LogPath(), "-",
+        "error_logfile", "Lifecycle", ErrorLogPath(), "-",
         "Write the log to this file instead of stderr ('-').",
         details=(
             "The file is opened in append mode by the master and shared by the workers; "
@@ -1380,6 +1436,58 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "log_level", "Logging", Choice(_LOG_LEVELS), "info",
         "Lowest level of the log lines written to stderr.",
         metavar="LEVEL",
+    ),
+    # ---- access log (issue 9) ----
+    Setting(
+        "access_logfile", "Logging", LogPath(), "",
+        "Write an access log line per request to PATH ('-': stdout); off by default, as gunicorn.",
+        details=(
+            "Each worker formats its lines in C++ into a buffer and writes them once per loop turn "
+            "(or every 64 KiB), so a request costs no write of its own; the file is opened with "
+            "O_APPEND by each worker, whole lines at a time, and reopened on SIGUSR1. A request "
+            "is logged when its response ends, including one answered by the core (static files, "
+            "413, a contradictory proxy header) and one cut short by the client. Requests the "
+            "parser refuses are not access-logged: they are warnings in the error log. "
+            "gunicorn's `accesslog`."
+        ),
+        metavar="PATH",
+    ),
+    Setting(
+        "access_logformat", "Logging",
+        Text("a format of %(atom)s pieces (a literal % is %%)", _is_access_log_format),
+        DEFAULT_ACCESS_LOG_FORMAT,
+        "The access log line: gunicorn's atoms (h l u t r m U q H s B b f a T D M L p {header}i {header}o {key}e).",
+        details=(
+            "gunicorn's language and default, written byte for byte as gunicorn writes it for the "
+            "same request: `h` remote address, `l` `-`, `u` user of Basic auth, `t` time "
+            "`[02/Dec/2026:04:00:00 +0000]` (local time), `r` request line, `m` method, `U` path "
+            "(percent-decoded, SCRIPT_NAME included), `q` query, `H` protocol, `s` status, `B`/`b` "
+            "body bytes sent, `f` referer, `a` user agent, `T`/`M`/`D`/`L` duration in "
+            "seconds/milliseconds/microseconds/decimal seconds, `p` `<pid>`, `{name}i` / `{name}o` "
+            "a request / response header, `{key}e` a WSGI environ key the server sets (REMOTE_ADDR, "
+            "REQUEST_METHOD, PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, RAW_URI, wsgi.url_scheme, "
+            "HTTP_*; keys the application adds are not seen). An absent value is `-`; `\"` in a "
+            "value is written `\\\"`. Beyond gunicorn, control characters in values are written "
+            "`\\xHH`, so a request cannot forge log lines. gunicorn's `access_log_format`."
+        ),
+        metavar="FORMAT",
+    ),
+    Setting(
+        "access_log_exclude", "Logging", PathList(), [],
+        "A request path (as sent, without the query) not to access-log, e.g. /healthz; repeatable.",
+        details="An exact comparison per listed path: no pattern matching on the request path.",
+        metavar="PATH",
+    ),
+    Setting(
+        "log_format", "Logging", Choice(("text", "json")), "text",
+        "text, or json: one JSON object a line in the access log (fields by name).",
+        details=(
+            "json access lines carry `time` (UTC, ISO 8601, milliseconds), `remote`, `method`, "
+            "`path`, `query`, `protocol`, `status`, `bytes`, `duration` (seconds), `request_id` "
+            "(the X-Request-ID header), `user`, `user_agent` and `referer`; absent values are "
+            "`null`. access_logformat plays no part then."
+        ),
+        metavar="FORMAT",
     ),
     # ---- configuration and commands ----
     Setting(

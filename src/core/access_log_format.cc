@@ -149,6 +149,28 @@ std::optional<std::string> basic_user(std::span<const Header> headers) {
 
 constexpr std::string_view kAtoms = "hlutrmUqHsBbfaTDMLp";
 
+// A JSON string: the escapes JSON requires; latin-1 request bytes as UTF-8.
+void append_json(std::string& out, std::string_view value, Text text) {
+  out.push_back('"');
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\u%04x", c);
+      out += hex;
+    } else if (c >= 0x80 && text == Text::kLatin1) {
+      out.push_back(static_cast<char>(0xc0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+}
+
 }  // namespace
 
 std::optional<AccessLogFormat> AccessLogFormat::compile(std::string_view spec, std::string* error) {
@@ -202,6 +224,59 @@ std::optional<AccessLogFormat> AccessLogFormat::compile(std::string_view spec, s
   }
   flush();
   return f;
+}
+
+void AccessLogFormat::format_json(const AccessLogRecord& r, std::string& out) {
+  struct tm tm;
+  gmtime_r(&r.now, &tm);
+  char when[40];
+  size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(when + n, sizeof when - n, ".%03dZ", r.now_ms);
+  out += "{\"time\":\"";
+  out += when;
+  out += "\",\"remote\":";
+  append_json(out, r.remote, Text::kLatin1);
+  out += ",\"method\":";
+  append_json(out, r.method, Text::kLatin1);
+  out += ",\"path\":";
+  append_json(out, r.path_info, Text::kLatin1);
+  out += ",\"query\":";
+  append_json(out, r.query, Text::kLatin1);
+  out += ",\"protocol\":";
+  append_json(out, r.protocol, Text::kLatin1);
+  out += ",\"status\":";
+  append_number(out, static_cast<uint64_t>(r.status));
+  out += ",\"bytes\":";
+  if (r.sent) {
+    append_number(out, *r.sent);
+  } else {
+    out += "null";
+  }
+  char duration[48];
+  std::snprintf(duration, sizeof duration, ",\"duration\":%llu.%06llu",
+                static_cast<unsigned long long>(r.duration_us / 1000000),
+                static_cast<unsigned long long>(r.duration_us % 1000000));
+  out += duration;
+  auto header = [&](const char* key, std::string_view name) {
+    out += key;
+    const Header* h = last_header(r.request_headers, name);
+    if (h == nullptr) {
+      out += "null";
+    } else {
+      append_json(out, h->value, Text::kLatin1);
+    }
+  };
+  header(",\"request_id\":", "x-request-id");
+  out += ",\"user\":";
+  std::optional<std::string> user = basic_user(r.request_headers);
+  if (user) {
+    append_json(out, *user, Text::kUtf8);
+  } else {
+    out += "null";
+  }
+  header(",\"user_agent\":", "user-agent");
+  header(",\"referer\":", "referer");
+  out += "}\n";
 }
 
 void AccessLogFormat::format(const AccessLogRecord& r, std::string& out) const {

@@ -44,6 +44,7 @@ struct AccessLogRecord {
   std::span<const std::optional<std::string_view>> environ;
   uint64_t duration_us = 0;  // T D M L: from the request's head to its end
   time_t now = 0;            // t: the time of logging (local time, as gunicorn)
+  int now_ms = 0;            // milliseconds past `now`, for the JSON time
   int pid = 0;               // p
 };
 
@@ -59,6 +60,12 @@ class AccessLogFormat {
 
   // Appends one line (with its "\n") for record to out.
   void format(const AccessLogRecord& record, std::string& out) const;
+  // Appends one JSON object (and "\n") with the record's fields by name:
+  // time (UTC, ISO 8601 with milliseconds), remote, method, path, query,
+  // protocol, status, bytes, duration (seconds), request_id (X-Request-ID),
+  // user, user_agent, referer; an absent value is null. The format string
+  // plays no part (--log-format json).
+  static void format_json(const AccessLogRecord& record, std::string& out);
 
   // The environ keys that {key}e atoms ask for, lower-case, each once; the
   // caller gives their values in AccessLogRecord::environ in this order.

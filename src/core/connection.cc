@@ -7,12 +7,14 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 
+#include "core/access_log.h"
 #include "core/format.h"
 #include "core/forwarded.h"
 #include "core/log.h"
@@ -358,6 +360,7 @@ void Connection::fresh_exchange() {
 
 bool Connection::begin_exchange(int head_len) {
   fresh_exchange();
+  if (AccessLog* al = worker_.access_log()) log_begin(*al);
   const RequestHead& head_ = worker_.scratch_head();
   ex_.version_minor = head_.version_minor;
   ex_.head_request = head_.method == "HEAD";
@@ -498,6 +501,146 @@ bool Connection::apply_forwarded() {
   return true;
 }
 
+// ---------------------------------------------------------------- access log
+
+namespace {
+
+uint64_t monotonic_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// PATH_INFO as the access log's %(U)s shows it: percent-decoded.
+void decode_path(std::string_view in, std::string& out) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    int hi = 0, lo = 0;
+    if (in[i] == '%' && i + 2 < in.size() + 0 && (hi = hex_value(in[i + 1])) >= 0 &&
+        (lo = hex_value(in[i + 2])) >= 0) {
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+}
+
+}  // namespace
+
+// Keeps what the access log line needs of the request just parsed: the
+// scratch head is reused by the next parse, possibly before this exchange
+// ends (bodies, streams). One copy of the head's bytes, no allocation once
+// the buffers have grown.
+void Connection::log_begin(AccessLog& log) {
+  const RequestHead& head = worker_.scratch_head();
+  if (log.excluded(head.path)) return;
+  logging_ = true;
+  log_start_us_ = monotonic_us();
+  const char* base = head.method.data();
+  const char* end = head.method.data();
+  for (size_t i = 0; i < head.num_headers; ++i)
+    end = std::max(end, head.headers[i].value.data() + head.headers[i].value.size());
+  end = std::max({end, head.target.data() + head.target.size()});
+  log_head_.assign(base, static_cast<size_t>(end - base));
+  auto rebase = [&](std::string_view v) {
+    return v.empty() ? std::string_view() : std::string_view(log_head_.data() + (v.data() - base), v.size());
+  };
+  log_method_ = rebase(head.method);
+  log_target_ = rebase(head.target);
+  log_path_ = rebase(head.path);
+  log_query_ = rebase(head.query);
+  log_version_minor_ = head.version_minor;
+  log_headers_.clear();
+  for (size_t i = 0; i < head.num_headers; ++i) {
+    log_headers_.push_back({rebase(head.headers[i].name), rebase(head.headers[i].value)});
+  }
+  log_response_head_.clear();
+}
+
+// Writes the exchange's line, once: at its end, at an error answer, or when
+// the connection closes under it.
+void Connection::log_end() {
+  if (!logging_) return;
+  logging_ = false;
+  AccessLog* log = worker_.access_log();
+  if (log == nullptr) return;
+  AccessLogRecord r;
+  char remote[INET6_ADDRSTRLEN] = "";
+  const sockaddr_storage& c = client();
+  if (c.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&c)->sin_addr, remote, sizeof remote);
+  } else if (c.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&c)->sin6_addr, remote, sizeof remote);
+  }
+  std::string path_info;
+  decode_path(log_path_, path_info);
+  r.remote = remote;
+  r.method = log_method_;
+  r.target = log_target_;
+  r.path_info = path_info;
+  r.query = log_query_;
+  r.protocol = log_version_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  r.status = ex_.status;
+  if (ex_.head_started) r.sent = static_cast<uint64_t>(ex_.body_sent);
+  r.request_headers = log_headers_;
+  r.response_head = log_response_head_;
+  r.duration_us = monotonic_us() - log_start_us_;
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  r.now = now.tv_sec;
+  r.now_ms = static_cast<int>(now.tv_nsec / 1000000);
+  r.pid = log->pid();
+  // {key}e atoms: the environ keys the core can tell (the request's own).
+  const std::vector<std::string>& keys = log->format().environ_keys();
+  std::optional<std::string_view> env[16];
+  std::string env_store[16];
+  size_t n_env = std::min(keys.size(), std::size(env));
+  for (size_t i = 0; i < n_env; ++i) {
+    const std::string& k = keys[i];
+    std::optional<std::string_view>& v = env[i];
+    if (k == "remote_addr") {
+      v = r.remote;
+    } else if (k == "request_method") {
+      v = r.method;
+    } else if (k == "path_info") {
+      v = r.path_info;
+    } else if (k == "query_string") {
+      v = r.query;
+    } else if (k == "server_protocol") {
+      v = r.protocol;
+    } else if (k == "raw_uri" || k == "request_uri") {
+      v = r.target;
+    } else if (k == "wsgi.url_scheme") {
+      v = forwarded_https() ? "https" : "http";
+    } else if (k.starts_with("http_") || k == "content_type" || k == "content_length") {
+      // HTTP_X_Y is the header x-y; repeated fields are joined with "," as in the environ.
+      std::string_view name = k.starts_with("http_") ? std::string_view(k).substr(5) : std::string_view(k);
+      bool any = false;
+      for (const Header& h : log_headers_) {
+        bool same = h.name.size() == name.size();
+        for (size_t j = 0; same && j < name.size(); ++j) {
+          char a = h.name[j] == '-' ? '_' : static_cast<char>(h.name[j] | 0x20);
+          same = a == name[j];
+        }
+        if (!same) continue;
+        if (any) env_store[i].push_back(',');
+        env_store[i].append(h.value);
+        any = true;
+      }
+      if (any) v = env_store[i];
+    }
+  }
+  r.environ = std::span<const std::optional<std::string_view>>(env, n_env);
+  log->write(r);
+}
+
 // Static files (issue 11): a request whose path falls under a --static
 // mount is answered here by the core, before its body is read and without
 // the handler (no GIL); an unread body is discarded as after any answer.
@@ -571,6 +714,7 @@ void Connection::dispatch() {
 }
 
 void Connection::end_exchange() {
+  log_end();
   ex_.stream.reset();
   worker_.request_done();
   if (state_ == State::kClosing || closing_) return;
@@ -607,6 +751,9 @@ void Connection::respond_error(int status) {
   }
   ex_.keep_alive = false;
   ex_.head_request = false;
+  if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501) {
+    worker_.note_refused(client(), status);
+  }
   auto reason = reason_phrase(status);
   char body[96];
   int blen = snprintf(body, sizeof body, "%d %.*s\n", status, static_cast<int>(reason.size()), reason.data());
@@ -621,8 +768,11 @@ void Connection::respond_error(int status) {
   queue_copy(head, static_cast<size_t>(hlen));
   queue_copy(body, static_cast<size_t>(blen));
   ex_.head_started = true;
+  ex_.status = status;
+  ex_.body_sent = blen;
   state_ = State::kClosing;
   state_since_ = now_ms(worker_);
+  log_end();
 }
 
 // ---------------------------------------------------------------- body for the app
@@ -722,6 +872,9 @@ void Connection::start_response(std::string_view status, int code, bool app_serv
 }
 
 void Connection::add_header(std::string_view name, std::string_view value) {
+  if (logging_ && worker_.access_log()->format().uses_response_headers()) {
+    log_response_head_.append(name).append(": ").append(value).append("\r\n");
+  }
   if (name.size() == 14 && iequals(name, "content-length")) {
     if (ex_.tunnel) return;  // RFC 9110 9.3.6
     int64_t v = 0;
@@ -1023,6 +1176,7 @@ void Connection::fail() {
 
 void Connection::close() {
   if (closing_) return;
+  log_end();  // A request cut short (the client left, a deadline) is logged too.
   closing_ = true;
   dead_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);

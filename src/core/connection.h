@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +26,7 @@
 
 namespace fulmen {
 
+class AccessLog;
 class Worker;
 
 class Connection {
@@ -82,7 +84,10 @@ class Connection {
   void add_header(std::string_view name, std::string_view value);
   // Adds header lines the core formatted itself ("Name: value\r\n" each,
   // never Content-Length): the static file server's cached heads.
-  void add_header_lines(std::string_view lines) { queue_copy(lines.data(), lines.size()); }
+  void add_header_lines(std::string_view lines) {
+    if (logging_) log_response_head_.append(lines);
+    queue_copy(lines.data(), lines.size());
+  }
   // Ends the head. known_length >= 0 when the whole body length is known and
   // no Content-Length header was given (one is then added).
   void end_headers(int64_t known_length);
@@ -176,6 +181,8 @@ class Connection {
   bool serve_static();
   bool read_proxy_header();
   bool apply_forwarded();
+  void log_begin(AccessLog& log);
+  void log_end();
   void dispatch();
   void end_exchange();
   bool advance_body(bool discard);
@@ -205,6 +212,16 @@ class Connection {
   bool proxy_pending_ = false;      // A PROXY header must come first (trusted source).
   bool proxy_refuse_ = false;       // A PROXY header here would be from a source not allowed.
   bool forwarded_trusted_ = false;  // The peer may send X-Forwarded-* / Forwarded.
+  // The request of the exchange in progress, as the access log needs it
+  // after the parser's scratch head is reused: a copy of the head's bytes
+  // and views into the copy (the buffers keep their capacity across requests).
+  bool logging_ = false;
+  uint64_t log_start_us_ = 0;
+  std::string log_head_;
+  std::vector<Header> log_headers_;
+  std::string_view log_method_, log_target_, log_path_, log_query_;
+  int log_version_minor_ = 1;
+  std::string log_response_head_;  // header lines, when the format shows {name}o
   uv_poll_t poll_;
   std::list<Connection>::iterator self_;
   int poll_events_ = 0;

@@ -1,5 +1,6 @@
 #include "core/worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,7 @@
 #include <new>
 
 #include "core/log.h"
+#include "core/response.h"
 
 namespace fulmen {
 namespace {
@@ -27,6 +29,15 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_loop_init(&loop_);
   loop_.data = this;
   if (!config_.static_files.mounts.empty()) static_ = std::make_unique<StaticFiles>(config_.static_files, clock_ms_);
+  if (!config_.access_log.path.empty()) {
+    std::string error;
+    std::optional<AccessLog> al = AccessLog::create(config_.access_log, &error);
+    if (al) {
+      access_log_ = std::make_unique<AccessLog>(std::move(*al));
+    } else {
+      log(LogLevel::kError, "access log format: %s", error.c_str());  // The settings table checked it first.
+    }
+  }
   for (size_t i = 0; i < listen_fds.size(); ++i) {
     add_listener(listen_fds[i], i, false);
     if (config_.reuse_port) {
@@ -89,6 +100,12 @@ int Worker::run() {
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   uv_check_start(&check_, on_check);
   next_sweep_ = clock_ms_.now_ms() + kTickMs;
+  if (access_log_) {
+    if (int err = access_log_->open(); err < 0) {
+      log(LogLevel::kError, "cannot open the access log %s: %s", config_.access_log.path.c_str(), strerror(-err));
+      access_log_.reset();
+    }
+  }
   resume_accepting();
   start_watching();
   log(LogLevel::kInfo, "Worker %d ready", static_cast<int>(getpid()));
@@ -97,6 +114,7 @@ int Worker::run() {
     link_->send(LinkMessage::kReady);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+  if (access_log_) access_log_->flush();
   log(LogLevel::kInfo, "Worker %d stopped", static_cast<int>(getpid()));
   return 0;
 }
@@ -262,6 +280,35 @@ void Worker::remove(std::list<Connection>::iterator it) {
 
 // ---------------------------------------------------------------- time and signals
 
+void Worker::note_refused(const sockaddr_storage& client, int status) {
+  if (!log_enabled(LogLevel::kWarning)) return;
+  uint64_t second = clock_ms_.now_ms() / 1000;
+  if (second != refusal_window_) {
+    refusal_window_ = second;
+    refusals_logged_ = 0;
+  }
+  if (refusals_logged_ >= kRefusalLinesPerSecond) {
+    ++refusals_unlogged_;
+    return;
+  }
+  ++refusals_logged_;
+  char addr[INET6_ADDRSTRLEN] = "a unix socket peer";
+  if (client.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&client)->sin_addr, addr, sizeof addr);
+  } else if (client.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&client)->sin6_addr, addr, sizeof addr);
+  }
+  std::string_view reason = reason_phrase(status);
+  if (refusals_unlogged_ > 0) {
+    log(LogLevel::kWarning, "refused a request from %s: %d %.*s (%llu more refused before it, not logged)", addr,
+        status, static_cast<int>(reason.size()), reason.data(), static_cast<unsigned long long>(refusals_unlogged_));
+    refusals_unlogged_ = 0;
+  } else {
+    log(LogLevel::kWarning, "refused a request from %s: %d %.*s", addr, status, static_cast<int>(reason.size()),
+        reason.data());
+  }
+}
+
 void Worker::on_tick(uv_timer_t* /*timer*/) {
   // Nothing to do: waking the loop is the point (see run()).
 }
@@ -272,6 +319,8 @@ void Worker::on_check(uv_check_t* check) {
   // The heartbeat: the loop came back. The tick wakes an idle loop once a
   // second, so no extra wake-up is needed for it.
   if (w->link_ != nullptr) w->link_->beat(now);
+  // The access log's lines of this loop turn leave in one write.
+  if (w->access_log_) w->access_log_->flush();
   if (now >= w->next_sweep_) w->sweep();
 }
 

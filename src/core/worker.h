@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/access_log.h"
 #include "core/address_set.h"
 #include "core/buffer.h"
 #include "core/clock.h"
@@ -53,6 +54,7 @@ struct WorkerConfig {
   unsigned proxy_versions = 0;  // PROXY header versions accepted: bit 0 v1, bit 1 v2; 0 = off.
   AddressSet proxy_allow_from;
   AddressSet forwarded_allow_ips;
+  AccessLogConfig access_log;  // --access-logfile and friends (issue 9); path empty: none.
 
   // Requests after which the worker asks the master to replace it (the
   // caller adds max_requests_jitter); 0: never (issue 8).
@@ -116,6 +118,13 @@ class Worker {
   Handler& handler() { return handler_; }
   // The static file server; nullptr when no --static mount is configured.
   StaticFiles* static_files() { return static_.get(); }
+  // Logs a request the server refused (400, 408, 413, 414, 431, 501) as a
+  // warning naming the client, at most kRefusalLinesPerSecond a second; the
+  // next line logged says how many were left out.
+  void note_refused(const sockaddr_storage& client, int status);
+  static constexpr int kRefusalLinesPerSecond = 10;
+  // The access log; nullptr when there is none.
+  AccessLog* access_log() { return access_log_.get(); }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
   // True once TERM, INT or QUIT arrived, even before the loop handled it.
@@ -189,6 +198,10 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   // Before conns_, so it outlives the connections whose queued sends hold its files.
   std::unique_ptr<StaticFiles> static_;
+  std::unique_ptr<AccessLog> access_log_;
+  uint64_t refusal_window_ = 0;  // The second (ms / 1000) the count below is for.
+  int refusals_logged_ = 0;      // Lines logged in that second.
+  uint64_t refusals_unlogged_ = 0;
   std::list<Connection> conns_;
   BufferPool pool_;
   HttpClock clock_;

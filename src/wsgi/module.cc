@@ -86,6 +86,29 @@ bool proxy_options(PyObject* options, WorkerConfig* wc) {
   return set("proxy_allow_from", &wc->proxy_allow_from) && set("forwarded_allow_ips", &wc->forwarded_allow_ips);
 }
 
+// The access log settings (issue 9).
+bool access_log_options(PyObject* options, AccessLogConfig* out) {
+  std::string log_format = "text";
+  if (!opt_str(options, "access_logfile", &out->path) || !opt_str(options, "access_logformat", &out->format) ||
+      !opt_str(options, "log_format", &log_format))
+    return false;
+  out->json = log_format == "json";
+  PyObject* v = PyDict_GetItemString(options, "access_log_exclude");  // Borrowed.
+  if (v != nullptr && PyList_Check(v)) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); ++i) {
+      const char* s = PyUnicode_AsUTF8(PyList_GET_ITEM(v, i));
+      if (s == nullptr) return false;
+      out->exclude.emplace_back(s);
+    }
+  }
+  std::string error;
+  if (!out->path.empty() && !AccessLog::create(*out, &error)) {
+    PyErr_Format(PyExc_ValueError, "option access_logformat: %s", error.c_str());
+    return false;
+  }
+  return true;
+}
+
 // The static file settings (issue 11): "static" and "static_mime" are lists
 // of "KEY=VALUE" strings the settings table validated.
 bool static_options(PyObject* options, StaticConfig* out) {
@@ -177,6 +200,7 @@ bool parse_options(PyObject* options, Config& c) {
   if (!opt_int(options, "backlog", &backlog)) return false;
   if (!static_options(options, &wc.static_files)) return false;
   if (!proxy_options(options, &wc)) return false;
+  if (!access_log_options(options, &wc.access_log)) return false;
   wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);
