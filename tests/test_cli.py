@@ -117,6 +117,8 @@ def test_help_lists_every_option_and_env_var(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stderr == ""
     for setting in settings.SETTINGS:
+        if settings.CLI not in setting.sources:
+            continue  # the server hooks: config file only, as in gunicorn
         assert setting.flag in result.stdout
         if setting.env:
             assert setting.env in result.stdout
@@ -272,12 +274,31 @@ def test_app_load_error(app_dir: Path, target: str, reason: str, traceback: bool
 
 
 def test_app_raising_at_import_prints_its_traceback(app_dir: Path) -> None:
+    # --preload: the master imports the application before it listens, so
+    # the traceback is the first thing written.
     (app_dir / "raises.py").write_text("import os\n\nvalue = 1 / 0\n")
-    result = fulmen_cmd("raises:application", cwd=app_dir)
+    result = fulmen_cmd("--preload", "raises:application", cwd=app_dir)
     assert result.returncode == 4
     assert result.stderr.startswith("Traceback (most recent call last):\n")
     assert 'raises.py", line 3, in <module>' in result.stderr
     assert "ZeroDivisionError: division by zero" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_app_failing_in_the_first_worker_is_reported_once(app_dir: Path, workers: str) -> None:
+    # Without --preload (the default) the first worker imports the
+    # application: its traceback and the error line appear once, whatever
+    # the number of workers, and fulmen exits 4.
+    (app_dir / "raises.py").write_text("import os\n\nvalue = 1 / 0\n")
+    preload = os.environ.get("FULMEN_SANITIZER_PRELOAD")  # it serves: the core is loaded
+    result = fulmen_cmd("-b", "127.0.0.1:0", "-w", workers, "raises:application", cwd=app_dir,
+                        env={"LD_PRELOAD": preload} if preload else None)
+    assert result.returncode == 4
+    assert result.stderr.count("Traceback (most recent call last):") == 1, result.stderr
+    assert result.stderr.count('raises.py", line 3, in <module>') == 1
+    assert result.stderr.count(
+        "fulmen: error: failed to load application 'raises:application': ZeroDivisionError: division by zero") == 1
+    assert result.stderr.count("Booting worker") == 1
 
 
 # ---- --check-config ---------------------------------------------------------
@@ -493,7 +514,9 @@ class FakeCore:
         self.calls: list[tuple[Any, list[tuple[int, str, str]], dict[str, Any]]] = []
         self.sockets: list[tuple[Any, ...]] = []
 
-    def serve(self, target: Any, listeners: list[tuple[int, str, str]], options: dict[str, Any]) -> int:
+    def serve(self, lifecycle: Any, listeners: list[tuple[int, str, str]], options: dict[str, Any]) -> int:
+        # What a worker would serve (without --preload it imports TARGET now).
+        target = lifecycle.load_target()
         self.calls.append((target, listeners, options))
         for fd, _, _ in listeners:
             # Inspect the listening socket through a duplicate of its fd.

@@ -91,7 +91,7 @@ def test_sighup_replaces_workers(serve):
     srv = serve("basic:app")
     first = pid_of_response(srv)
     srv.proc.send_signal(signal.SIGHUP)
-    srv.wait_for("Hang-up: restarting workers")
+    srv.wait_for("Hang-up: reloading")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pids = srv.worker_pids()
@@ -180,8 +180,8 @@ def test_fulmen_run_from_python(tmp_path):
 
 def test_app_import_error_exit_code(tmp_path):
     (tmp_path / "broken.py").write_text("import nonexistent_module_xyz\n")
-    r = subprocess.run([sys.executable, "-m", "fulmen", "--chdir", str(tmp_path), "broken:app"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "fulmen", "--chdir", str(tmp_path), "-b", "127.0.0.1:0", "broken:app"],
+                       capture_output=True, text=True, timeout=30, env=server_env())
     assert r.returncode == 4
     assert "Traceback" in r.stderr and "nonexistent_module_xyz" in r.stderr
 

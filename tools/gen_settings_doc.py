@@ -74,7 +74,7 @@ def _default(setting: Setting) -> str:
 def _flags(setting: Setting) -> str:
     if CLI not in setting.sources:
         return ""
-    flags = [f for f in (setting.short, setting.flag) if f]
+    flags = setting.flags
     if setting.is_flag:
         if ENV in setting.sources or FILE in setting.sources:
             flags.append("--no-" + setting.flag[2:])

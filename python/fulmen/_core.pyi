@@ -6,7 +6,7 @@ tests/test_cli.py checks that the two lists stay the same.
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 #: A WSGI application, or a script-mode handler (which may also return a
 #: single str or bytes as the whole body).
@@ -27,6 +27,30 @@ class Options(TypedDict):
     threads: int  # >= 1; > 1 runs the application on a pool of threads per worker
     max_pending: int  # >= 0; parsed requests that may wait for a thread; 0 = 8 x threads
     request_timeout: float  # seconds, >= 0; 0 = off; an app call on a thread past it gets 504
+    # Lifecycle (issue 8).
+    preload_app: bool  # handled by Python: the master loaded the application
+    max_requests: int  # >= 0; 0: never replace a worker for its request count
+    max_requests_jitter: int  # >= 0; each worker adds a random 0..N
+    timeout: float  # seconds without a loop turn before a worker is killed; 0: never
+    error_logfile: str  # "-" (stderr) or an absolute path, reopened on USR1
+    reload: bool  # watch the application's source files
+    reload_extra_files: list[str]  # absolute paths, also watched
+    # Server hooks (config file only; called by fulmen.lifecycle, None when unset).
+    on_starting: Callable[..., Any] | None
+    when_ready: Callable[..., Any] | None
+    pre_fork: Callable[..., Any] | None
+    post_fork: Callable[..., Any] | None
+    post_worker_init: Callable[..., Any] | None
+    worker_int: Callable[..., Any] | None
+    worker_abort: Callable[..., Any] | None
+    pre_exec: Callable[..., Any] | None
+    pre_request: Callable[..., Any] | None
+    post_request: Callable[..., Any] | None
+    child_exit: Callable[..., Any] | None
+    worker_exit: Callable[..., Any] | None
+    nworkers_changed: Callable[..., Any] | None
+    on_exit: Callable[..., Any] | None
+    on_reload: Callable[..., Any] | None
     # Timeouts, in seconds (finite floats).
     keepalive_timeout: float  # >= 0; 0 disables keep-alive
     header_timeout: float  # > 0
@@ -82,23 +106,37 @@ class Options(TypedDict):
     script_mode: bool  # target is a list of (prefix, handler) routes
     multiprocess: bool  # workers > 1, for wsgi.multiprocess
 
+class _Lifecycle(Protocol):
+    """``fulmen.lifecycle.Lifecycle``: what the core calls back."""
+
+    def worker_load(self, age: int) -> _App | list[tuple[str, _App]] | int: ...
+    def event(self, name: str, a: int, b: int) -> int: ...
+    def reload(self) -> Options | None: ...
+    def watch_files(self) -> list[str]: ...  # with options["reload"]
+    def worker_int(self) -> None: ...
+    def worker_exit(self) -> None: ...
+
 def serve(
-    target: _App | list[tuple[str, _App]],
+    lifecycle: _Lifecycle,
     listeners: Sequence[tuple[int, str, str]],
     options: Options,
 ) -> int:
     """Run the master process and its workers until stopped; blocking.
 
-    *target* is the WSGI callable, or in script mode a list of
-    ``(prefix, handler)`` routes: each prefix starts with "/", has no trailing
-    "/" unless it is "/", and is unique; the longest matching prefix wins
-    (SCRIPT_NAME = root_path + prefix, PATH_INFO = the rest).
+    In each new worker, ``lifecycle.worker_load(age)`` returns what to serve:
+    the WSGI callable, or in script mode a list of ``(prefix, handler)``
+    routes (each prefix starts with "/", has no trailing "/" unless it is "/",
+    and is unique; the longest matching prefix wins: SCRIPT_NAME = root_path +
+    prefix, PATH_INFO = the rest), or an exit status when it cannot (4: the
+    application failed to load). The master calls ``lifecycle.event`` at each
+    step (src/core/master.h, MasterEvent) and ``lifecycle.reload()`` on HUP.
 
     *listeners* are ``(fd, server_name, server_port)`` for sockets that are
     bound, listening and non-blocking; the caller owns them and
     keeps them open until this returns. For a unix socket, server_name is its
     path and server_port is "".
 
-    Returns the master's exit status: 0 after a graceful stop (SIGTERM or
-    SIGINT), 3 when a worker failed to boot.
+    Returns the master's exit status: 0 after a stop (SIGTERM, SIGINT,
+    SIGQUIT), 3 when a worker failed to boot, 4 when the first worker could
+    not load the application.
     """

@@ -7,11 +7,13 @@ through ``start()``:
 1. settings are resolved (``settings.resolve``) and TARGET is parsed;
 2. the open-files limit is raised, --chdir applied, the directory put first
    on ``sys.path``;
-3. the application is loaded (``loader.load``) -- in this, the master,
-   process, before any worker exists;
-4. ``--check-config`` stops here; otherwise the listening sockets are opened,
-   one "Listening at:" line logged per socket, and ``fulmen._core.serve``
-   runs until the server stops. Its return value is the exit status.
+3. with ``--preload`` (or ``--check-config``) the application is loaded
+   (``loader.load``) in this, the master, process; otherwise each worker
+   loads it after the fork (``lifecycle.Lifecycle.worker_load``);
+4. ``--check-config`` stops here; otherwise the listening sockets are opened
+   (or taken over from an old master, USR2), one "Listening at:" line logged
+   per socket, and ``fulmen._core.serve`` runs until the server stops. Its
+   return value is the exit status.
 
 Every failure before serving is one line on stderr, ``fulmen: error: ...``,
 preceded by a traceback only when the application's or the config file's own
@@ -29,11 +31,12 @@ import shlex
 import socket
 import stat
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from . import __version__, _log, gunicorn, process
+from .lifecycle import Lifecycle, Server, inherited_fds
 from .loader import (
     AppLoadError,
     Loaded,
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(setting.section)
         if group is None:
             group = groups[setting.section] = parser.add_argument_group(setting.section)
-        flags = [f for f in (setting.short, setting.flag) if f]
+        flags = setting.flags
         common: dict[str, Any] = {
             "dest": setting.name,
             "default": argparse.SUPPRESS,
@@ -659,47 +662,146 @@ def _open_and_detach(
     return listeners, pidfile
 
 
-def serve(loaded: Loaded, settings: Settings) -> int:
-    """Open the listeners and run ``fulmen._core.serve``; return its status."""
+def _adopt_listeners(fds: Sequence[int]) -> list[Listener]:
+    """The listening sockets handed over by an old master (USR2), as Listeners."""
+    listeners = []
+    for fd in fds:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        name = sock.getsockname()
+        if sock.family == socket.AF_UNIX:
+            path = name if isinstance(name, str) else os.fsdecode(name)
+            info = os.stat(path)
+            listeners.append(Listener(sock=sock, url=f"unix:{path}", server_name=path, server_port="",
+                                      unix_path=path, unix_id=(info.st_dev, info.st_ino)))
+        else:
+            host, port = name[:2]
+            url = f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+            listeners.append(Listener(sock=sock, url=url, server_name=host, server_port=str(port)))
+    return listeners
+
+
+def _open_log_file(settings: Settings) -> None:
+    """Put ``error_logfile`` on descriptor 2, where every log line goes (core and Python)."""
+    path = settings["error_logfile"]
+    if path == "-":
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise SettingError(settings.origins["error_logfile"], f"cannot open {path!r}: {error.strerror}") from None
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def serve(
+    what: ModuleTarget | ScriptTarget | None,
+    loaded: Loaded | None,
+    settings: Settings,
+    reread: Callable[[], Settings] | None = None,
+) -> int:
+    """Open the listeners and run ``fulmen._core.serve``; return its status.
+
+    Without *loaded* (no preload), each worker loads *what* itself. *reread*
+    re-resolves the settings on SIGHUP.
+    """
     core = _import_core()
-    listeners, pidfile = _open_and_detach(settings, settings["proc_name"] or loaded.label)
+    values = settings.options()
+    server_values = dict(values)
+    # Script-mode folders (PATHS entries that name a directory): a script is
+    # always loaded here, in the master, so they are known now and kept on HUP.
+    script_static: list[str] = list(loaded.static) if loaded is not None else []
+
+    def reload_values() -> dict[str, Any] | None:
+        if reread is None:
+            return dict(server_values)
+        try:
+            fresh = reread()
+        except (ConfigFileError, SettingError) as error:
+            if isinstance(error, ConfigFileError) and error.details:
+                sys.stderr.write(error.details)
+            _log.logger.error("Reload: %s; keeping the settings in use", error)
+            return None
+        _log.configure(fresh["log_level"])
+        options = fresh.options()
+        options["script_mode"] = server_values["script_mode"]
+        options["static"] = [*fresh["static"], *script_static]
+        options["multiprocess"] = fresh["workers"] > 1
+        return options
+
+    fds = inherited_fds()
+    if not fds:
+        hook = settings["on_starting"]
+        if hook is not None:
+            hook(Server(values))
+    name = settings["proc_name"] or (loaded.label if loaded is not None else what.text if what else PROG)
+    listeners, pidfile = _open_and_detach(settings, name, _adopt_listeners(fds) if fds else None)
+
+    def before_reexec() -> None:
+        # USR2: the new master writes the pid file; ours becomes PIDFILE.oldbin.
+        if pidfile is not None:
+            pidfile.rename(pidfile.path + ".oldbin")
+
+    def handed_over() -> None:
+        # The new master serves these sockets now: the unix socket files are
+        # its to remove, not ours.
+        for listener in listeners:
+            listener.owner_pid = -1
+
     try:
         for listener in listeners:
             _log.logger.info("Listening at: %s (%s %s)", listener.url, PROG, __version__)
-        options = settings.options()
-        options["script_mode"] = loaded.script_mode
-        options["static"] = [*settings["static"], *loaded.static]  # script-mode folders too
-        options["multiprocess"] = settings["workers"] > 1
+        server_values["script_mode"] = (
+            loaded.script_mode if loaded is not None else isinstance(what, ScriptTarget))
+        server_values["static"] = [*settings["static"], *script_static]  # script-mode folders too
+        server_values["multiprocess"] = settings["workers"] > 1
+        lifecycle = Lifecycle(server_values, reload_values, what, loaded,
+                              [lst.sock.fileno() for lst in listeners], before_reexec, handed_over)
+        lifecycle.hook("when_ready", lifecycle.server)
         sockets = [(lst.sock.fileno(), lst.server_name, lst.server_port) for lst in listeners]
         # Blocks until the master stops; the socket objects stay referenced
         # (and open) in `listeners` all along.
         try:
-            return int(core.serve(loaded.target, sockets, options))
+            status = int(core.serve(lifecycle, sockets, server_values))
         except OSError as error:  # e.g. the --metrics-bind port is taken: one line, no traceback
             return _fail(str(error), ExitCode.ERROR)
+        lifecycle.hook("on_exit", lifecycle.server)
+        return status
     finally:
         close_listeners(listeners)
         if pidfile is not None:
             pidfile.unlink()
 
 
-def start(what: ModuleTarget | ScriptTarget | object, settings: Settings) -> int:
-    """Prepare the process, load *what*, then check or serve it.
+def start(
+    what: ModuleTarget | ScriptTarget | object,
+    settings: Settings,
+    reread: Callable[[], Settings] | None = None,
+) -> int:
+    """Prepare the process, load *what* (with --preload), then check or serve it.
 
     *what* is a parsed TARGET, or for ``fulmen.run`` a WSGI callable or a
-    PATHS list. Raises ``SettingError``/``TargetError`` (ValueError),
-    ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
+    PATHS list (always loaded here). Raises ``SettingError``/``TargetError``
+    (ValueError), ``AppLoadError``, ``CoreUnavailable`` or ``BindError``.
     """
     _prepare_process(settings)
     _identity(settings)  # an unknown user or a switch without root is a usage error, checked too
-    loaded = load(what) if isinstance(what, (ModuleTarget, ScriptTarget)) else load_object(what)
+    _open_log_file(settings)
+    is_target = isinstance(what, (ModuleTarget, ScriptTarget))
+    loaded: Loaded | None = None
+    if not is_target:
+        loaded = load_object(what)
+    elif settings["preload_app"] or settings["check_config"] or isinstance(what, ScriptTarget):
+        # A script (PATHS) is always run here, in the master: its routes are
+        # checked before anything listens (one line, exit 2, as before).
+        loaded = load(what)  # type: ignore[arg-type]
     if settings["check_config"]:
         # What every gunicorn name became, then the verdict.
         for line in settings.gunicorn:
             print(line)
         print("OK", flush=True)
         return ExitCode.OK
-    return serve(loaded, settings)
+    return serve(what if is_target else None, loaded, settings, reread)  # type: ignore[arg-type]
 
 
 def _fail(message: str, code: ExitCode, details: str | None = None) -> int:
@@ -775,7 +877,7 @@ def _main(argv: list[str]) -> int:
         )
 
     try:
-        return start(parse_target(target), settings)
+        return start(parse_target(target), settings, lambda: resolve(given, os.environ, env_args=env_args))
     except (TargetError, SettingError) as error:
         return _fail(str(error), ExitCode.USAGE)
     except AppLoadError as error:
@@ -826,4 +928,4 @@ def run_app(
         _log.logger.warning("%s", warning)
     # A TARGET string is parsed before --chdir applies, as on the command line.
     what = parse_target(app) if isinstance(app, str) else app
-    return start(what, settings)
+    return start(what, settings, lambda: resolve(given, os.environ, label=_keyword))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import grp
+import inspect
 import ipaddress
 import math
 import os
@@ -167,10 +168,14 @@ class Seconds(Converter):
     """A finite duration in seconds, as a float; zero allowed only if allow_zero."""
 
     allow_zero: bool
+    minimum: float = 0.0  # a non-zero value must be at least this
     type_name: ClassVar[str] = "float (seconds)"
 
     @property
     def expected(self) -> str:
+        if self.minimum > 0:
+            return f"0 or a number of seconds >= {self.minimum:g}" if self.allow_zero else (
+                f"a number of seconds >= {self.minimum:g}")
         return "a number of seconds " + (">= 0" if self.allow_zero else "> 0")
 
     def __call__(self, raw: object) -> float:
@@ -184,6 +189,8 @@ class Seconds(Converter):
             self.reject(raw)
         # The core turns seconds into integer milliseconds: inf/nan would overflow.
         if not math.isfinite(value) or value < 0 or (value == 0 and not self.allow_zero):
+            self.reject(raw)
+        if 0 < value < self.minimum:
             self.reject(raw)
         return value
 
@@ -275,6 +282,91 @@ class ExistingPath(Converter):
         if not self.directory and not os.path.isfile(raw):
             raise InvalidValue(f"no such file {_shown(raw)}")
         return raw
+
+
+@dataclass(frozen=True)
+class ErrorLogPath(Converter):
+    """``-`` (stderr) or a file path whose directory exists (error_logfile)."""
+
+    type_name: ClassVar[str] = "path"
+
+    @property
+    def expected(self) -> str:
+        return "'-' (stderr) or a file path in an existing directory"
+
+    def __call__(self, raw: object) -> str:
+        if isinstance(raw, os.PathLike):
+            raw = os.fspath(raw)
+        if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
+            self.reject(raw)
+        if raw == "-":
+            return raw
+        if os.path.isdir(raw):
+            raise InvalidValue(f"{_shown(raw)} is a directory")
+        directory = os.path.dirname(os.path.abspath(raw))
+        if not os.path.isdir(directory):
+            raise InvalidValue(f"no such directory {_shown(directory)}")
+        return os.path.abspath(raw)
+
+
+@dataclass(frozen=True)
+class FileList(Converter):
+    """A list of existing files (one str is a list of one; commas in the environment)."""
+
+    type_name: ClassVar[str] = "list of path"
+
+    @property
+    def expected(self) -> str:
+        return "a list of existing files"
+
+    def __call__(self, raw: object) -> list[str]:
+        items = [raw] if isinstance(raw, (str, os.PathLike)) else raw
+        if not isinstance(items, (list, tuple)):
+            self.reject(raw)
+        result = []
+        for item in items:
+            if isinstance(item, os.PathLike):
+                item = os.fspath(item)
+            if not isinstance(item, str):
+                self.reject(raw)
+            if not os.path.isfile(item):
+                raise InvalidValue(f"no such file {_shown(item)}")
+            result.append(os.path.abspath(item))
+        return result
+
+    def from_env(self, text: str) -> list[str]:
+        return self([part for part in text.split(",") if part.strip()])
+
+
+@dataclass(frozen=True)
+class Hook(Converter):
+    """A server hook: None, or a callable that accepts *arity* positional arguments."""
+
+    arity: int
+    signature: str
+    type_name: ClassVar[str] = "callable"
+
+    @property
+    def expected(self) -> str:
+        return f"a callable taking {self.arity} argument{'s' if self.arity != 1 else ''} {self.signature}"
+
+    def __call__(self, raw: object) -> Callable[..., Any] | None:
+        if raw is None:
+            return None
+        if not callable(raw):
+            self.reject(raw)
+        try:
+            inspect.signature(raw).bind(*range(self.arity))
+        except TypeError:
+            self.reject(raw)
+        except ValueError:  # a builtin without a signature: trust it
+            pass
+        return raw
+
+    def to_source(self, value: Any) -> str:
+        if value is None:
+            return "None"
+        return f"None  # set to {getattr(value, '__qualname__', type(value).__name__)}, a callable"
 
 
 # ---- process settings (pid file, privileges, environment) -----------------
@@ -824,13 +916,20 @@ class Setting:
     short: str | None = None
     metavar: str | None = None
     sources: frozenset[str] = ALL_SOURCES
+    long: str | None = None  # the long flag, when it is not derived from the name
+    aliases: tuple[str, ...] = ()  # more long flags for the same setting
     #: For an option whose value may be left out on the command line: what the
     #: bare flag means (``--proxy-protocol`` is ``--proxy-protocol auto``).
     bare: str | None = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.long or "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> list[str]:
+        """Every command-line spelling: the short flag, the long one, the aliases."""
+        return [f for f in (self.short, self.flag, *self.aliases) if f]
 
     @property
     def env(self) -> str | None:
@@ -877,8 +976,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "workers", "Processes", Integer(1), 1,
         "Number of worker processes.",
         details=(
-            "The application is loaded once, in the master process, before the workers "
-            "are forked. `wsgi.multiprocess` is true when this is greater than 1."
+            "Each worker loads the application after it is forked (see `preload_app`). "
+            "`wsgi.multiprocess` is true when this is greater than 1. SIGTTIN and SIGTTOU "
+            "add and remove one while running."
         ),
         short="-w", metavar="INT",
     ),
@@ -890,8 +990,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "graceful_timeout", "Processes", Seconds(allow_zero=True), 30.0,
-        "Seconds workers get to finish requests in flight after SIGTERM or SIGINT.",
-        details="Workers still running after that are killed.",
+        "Seconds a stopping worker gets to finish requests in flight (SIGTERM, reload, max_requests).",
+        details=(
+            "A stopping worker stops accepting at once, answers the requests in flight with "
+            "`Connection: close`, and closes idle keep-alive connections. Workers still "
+            "running after that are killed (SIGKILL, one second later). SIGINT and SIGQUIT "
+            "stop at once."
+        ),
         metavar="SECONDS",
     ),
     # ---- threads ----
@@ -933,6 +1038,161 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         ),
         metavar="SECONDS",
     ),
+    # ---- lifecycle (issue 8): one block, from here to the end of the hooks ----
+    Setting(
+        "preload_app", "Lifecycle", Boolean(), False,
+        "Load the application in the master, before forking the workers.",
+        details=(
+            "Off (the default, as gunicorn): each worker imports the application after it "
+            "is forked, so a reload (HUP) serves new code. An application that fails to "
+            "import in the first worker stops fulmen with its traceback and exit status 4. "
+            "On: the master imports it once and the workers share its memory (copy on "
+            "write); a reload then restarts the workers with the code already loaded."
+        ),
+        long="--preload",
+    ),
+    Setting(
+        "max_requests", "Lifecycle", Integer(0), 0,
+        "Replace a worker after it served this many requests; 0: never.",
+        details=(
+            "The master starts the replacement first and retires the old worker once the "
+            "new one is ready: no request fails. Guards against slow memory leaks."
+        ),
+        metavar="INT",
+    ),
+    Setting(
+        "max_requests_jitter", "Lifecycle", Integer(0), 0,
+        "Add a random 0..N to each worker's max_requests, so workers are not replaced together.",
+        metavar="INT",
+    ),
+    Setting(
+        "timeout", "Lifecycle", Seconds(allow_zero=True, minimum=2), 30.0,
+        "Kill and replace a worker whose event loop has not come back for this long; 0: never.",
+        details=(
+            "Each turn of a worker's loop stamps a heartbeat in memory it shares with the "
+            "master; the loop wakes at least once a second, so an idle worker is never "
+            "stale. A worker stuck in the application for longer gets SIGABRT, writes the "
+            "Python stack of each of its threads to the log (where it was stuck), and is "
+            "replaced. The first import of the application counts against it too. At "
+            "least 2 seconds when set."
+        ),
+        short="-t", metavar="SECONDS",
+    ),
+    Setting(
+        "error_logfile", "Lifecycle", ErrorLogPath(), "-",
+        "Write the log to this file instead of stderr ('-').",
+        details=(
+            "The file is opened in append mode by the master and shared by the workers; "
+            "SIGUSR1 reopens it in every process (for logrotate). The application's own "
+            "writes to stderr go there too."
+        ),
+        metavar="PATH", aliases=("--log-file",),
+    ),
+    Setting(
+        "reload", "Lifecycle", Boolean(), False,
+        "Development: reload (as on HUP) when a source file of the application changes.",
+        details=(
+            "Each worker watches the files of the modules it imported, and those of "
+            "`reload_extra_files`, with inotify (libuv `uv_fs_event`); a change makes the "
+            "master reload as on SIGHUP. Not for production."
+        ),
+    ),
+    Setting(
+        "reload_extra_files", "Lifecycle", FileList(), [],
+        "More files to watch with --reload; repeat the option for several.",
+        metavar="PATH", long="--reload-extra-file",
+    ),
+    Setting(
+        "on_starting", "Server hooks", Hook(1, "(server)"), None,
+        "In the master, before the listening sockets are opened.",
+        details="As gunicorn's hook of the same name: `def on_starting(server):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "when_ready", "Server hooks", Hook(1, "(server)"), None,
+        "In the master, once the sockets are open, before the workers start.",
+        details="As gunicorn's hook of the same name: `def when_ready(server):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "pre_fork", "Server hooks", Hook(2, "(server, worker)"), None,
+        "In the master, before each worker is forked (worker.pid is None).",
+        details="As gunicorn's hook of the same name: `def pre_fork(server, worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "post_fork", "Server hooks", Hook(2, "(server, worker)"), None,
+        "In the new worker, right after the fork.",
+        details="As gunicorn's hook of the same name: `def post_fork(server, worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "post_worker_init", "Server hooks", Hook(1, "(worker)"), None,
+        "In the worker, once the application is loaded.",
+        details="As gunicorn's hook of the same name: `def post_worker_init(worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "worker_int", "Server hooks", Hook(1, "(worker)"), None,
+        "In the worker, on SIGINT or SIGQUIT, before it stops at once.",
+        details="As gunicorn's hook of the same name: `def worker_int(worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "worker_abort", "Server hooks", Hook(1, "(worker)"), None,
+        "In the worker, on SIGABRT (a --timeout), after its stacks are logged.",
+        details="As gunicorn's hook of the same name: `def worker_abort(worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "pre_exec", "Server hooks", Hook(1, "(server)"), None,
+        "In the new master's process, before it executes the new code (USR2).",
+        details="As gunicorn's hook of the same name: `def pre_exec(server):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "pre_request", "Server hooks", Hook(2, "(worker, req)"), None,
+        "In the worker, before each request (req: method, path, query, uri, version, headers).",
+        details="As gunicorn's hook of the same name: `def pre_request(worker, req):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "post_request", "Server hooks", Hook(4, "(worker, req, environ, resp)"), None,
+        "In the worker, after each response is produced (resp: status, headers).",
+        details="As gunicorn's hook of the same name: `def post_request(worker, req, environ, resp):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "child_exit", "Server hooks", Hook(2, "(server, worker)"), None,
+        "In the master, after a worker exited.",
+        details="As gunicorn's hook of the same name: `def child_exit(server, worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "worker_exit", "Server hooks", Hook(2, "(server, worker)"), None,
+        "In the worker, as it exits.",
+        details="As gunicorn's hook of the same name: `def worker_exit(server, worker):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "nworkers_changed", "Server hooks", Hook(3, "(server, new_value, old_value)"), None,
+        "In the master, when the number of workers changes (TTIN, TTOU, reload).",
+        details="As gunicorn's hook of the same name: `def nworkers_changed(server, new_value, old_value):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "on_exit", "Server hooks", Hook(1, "(server)"), None,
+        "In the master, as it exits.",
+        details="As gunicorn's hook of the same name: `def on_exit(server):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    Setting(
+        "on_reload", "Server hooks", Hook(1, "(server)"), None,
+        "In the master, on SIGHUP, once the settings are re-read.",
+        details="As gunicorn's hook of the same name: `def on_reload(server):` in the config file.",
+        sources=frozenset({FILE}),
+    ),
+    # ---- end of the lifecycle block ----
     # ---- timeouts ----
     Setting(
         "keepalive_timeout", "Timeouts", Seconds(allow_zero=True), 5.0,
@@ -1363,6 +1623,9 @@ class Settings:
             if FILE not in setting.sources:
                 continue
             value = setting.convert.to_source(self.values[setting.name])
+            if "#" in value:  # a hook: no source to write, only what it is
+                lines.append(f"{setting.name} = {value} ({self.origins[setting.name]})")
+                continue
             lines.append(f"{setting.name} = {value}  # {self.origins[setting.name]}")
         return "\n".join(lines) + "\n"
 

@@ -249,10 +249,9 @@ void Connection::process() {
     switch (state_) {
       case State::kIdle:
       case State::kHead: {
-        if (stop_after_) {
-          stop = true;
-          break;
-        }
+        // A stopping worker still answers the next request of a kept-alive
+        // connection, with "Connection: close" (issue 8): the client sent it
+        // trusting the keep-alive of the previous response.
         if (pos_ == in_.size()) {
           stop = true;
           break;
@@ -907,9 +906,13 @@ void Connection::on_request_timeout() {
 void Connection::end_exchange() {
   log_end();
   ex_.stream.reset();
+  worker_.request_done();
   if (state_ == State::kClosing || closing_) return;
   bool drained_eof = peer_eof_ && ex_.body_done && ex_.raw_rd == in_.size();
-  if (!ex_.keep_alive || stop_after_ || ex_.body_error || drained_eof) {
+  // A response that left before a graceful stop began promised keep-alive:
+  // the connection stays, and the client's next request is answered with
+  // "Connection: close" instead of being reset (issue 8).
+  if (!ex_.keep_alive || ex_.body_error || drained_eof) {
     state_ = State::kClosing;
     return;
   }
@@ -1101,7 +1104,7 @@ void Connection::end_headers(int64_t known_length) {
       ex_.keep_alive = false;  // Close-delimited (RFC 9112 6.3 point 8); a HEAD answer has no body to delimit.
     }
   }
-  if (stop_after_ || worker_.stopping()) ex_.keep_alive = false;
+  if (stop_after_ || worker_.stop_requested()) ex_.keep_alive = false;
   // Answered before asking for the body: the client may or may not send it
   // now (RFC 9110 10.1.1), so this connection cannot carry another request.
   if (ex_.expect_continue && !ex_.continue_sent && !ex_.body_done) ex_.keep_alive = false;
@@ -1359,7 +1362,10 @@ void Connection::on_idle_expired() {
 
 void Connection::shutdown_gracefully() {
   stop_after_ = true;
-  if (idle()) close();
+  // An idle connection closes now only if its client has been quiet for a
+  // while and sent nothing (on_idle_expired reads a request that is
+  // waiting); otherwise the stopping worker's sweep closes it later.
+  if (idle() && now_ms(worker_) - state_since_ >= WorkerConfig::kRetireIdleMs) on_idle_expired();
 }
 
 void Connection::fail() {

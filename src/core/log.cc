@@ -1,11 +1,14 @@
 #include "core/log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <string>
 
@@ -13,6 +16,8 @@ namespace fulmen {
 namespace {
 
 LogLevel g_level = LogLevel::kInfo;
+// Set before any fork and not changed after; read by master and workers.
+std::string g_log_file;
 
 const char* level_name(LogLevel level) {
   switch (level) {
@@ -50,6 +55,23 @@ void set_log_level(LogLevel level) {
 }
 bool log_enabled(LogLevel level) {
   return level >= g_level;
+}
+
+void set_log_file(std::string_view path) {
+  g_log_file = path == "-" ? std::string() : std::string(path);
+}
+
+void reopen_log_file() {
+  if (g_log_file.empty()) return;
+  int fd = ::open(g_log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    log(LogLevel::kError, "cannot reopen the log file %s: %s", g_log_file.c_str(), strerror(errno));
+    return;
+  }
+  if (fd != 2) {
+    dup2(fd, 2);
+    ::close(fd);
+  }
 }
 
 void log(LogLevel level, const char* fmt, ...) {

@@ -13,6 +13,14 @@ enum class LogLevel : int { kDebug = 10, kInfo = 20, kWarning = 30, kError = 40,
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 
+// The error log file (error_logfile), or "" / "-" for stderr as inherited.
+// The caller has already opened it onto descriptor 2; reopen_log_file()
+// opens the path again (after logrotate moved it, on USR1) and puts the new
+// file on descriptor 2, so C++ and Python lines both follow. A failure is
+// logged and leaves descriptor 2 as it was.
+void set_log_file(std::string_view path);
+void reopen_log_file();
+
 // Formats and writes one line with a single write(2), so lines from several
 // processes never interleave. Never throws; a failed write is ignored.
 void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "core/log.h"
@@ -51,10 +52,13 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_check_init(&loop_, &check_);
   tick_.data = resume_.data = grace_.data = wake_.data = this;
   check_.data = this;
-  uv_signal_init(&loop_, &sig_term_);
-  uv_signal_init(&loop_, &sig_int_);
-  uv_signal_init(&loop_, &sig_quit_);
-  sig_term_.data = sig_int_.data = sig_quit_.data = this;
+  uv_async_init(&loop_, &stop_async_, on_stop);
+  uv_signal_init(&loop_, &sig_usr1_);
+  stop_async_.data = sig_usr1_.data = this;
+  for (auto& s : sig_ignored_) {
+    uv_signal_init(&loop_, &s);
+    s.data = this;
+  }
   if (config_.threads > 1) {
     job_limits_.limits = config_.limits;
     job_limits_.body_ms = config_.body_ms;
@@ -98,9 +102,15 @@ int Worker::run() {
   // An allocation that fails in a libuv callback ends the worker with the
   // out-of-memory message, not an exception nothing can catch.
   std::set_new_handler([] { out_of_memory(); });
-  uv_signal_start(&sig_term_, on_signal, SIGTERM);
-  uv_signal_start(&sig_int_, on_signal, SIGINT);
-  uv_signal_start(&sig_quit_, on_signal, SIGQUIT);
+  signalled_ = this;
+  catch_stop_signals();
+  // A stop signal that came while the application loaded is acted on now.
+  if (stop_signal_.load() != 0) uv_async_send(&stop_async_);
+  uv_signal_start(&sig_usr1_, on_usr1, SIGUSR1);
+  const int ignored[] = {SIGTTIN, SIGTTOU, SIGWINCH, SIGUSR2};
+  for (size_t i = 0; i < std::size(ignored); ++i)
+    uv_signal_start(
+        &sig_ignored_[i], [](uv_signal_t*, int) {}, ignored[i]);
   // The timer only wakes the loop once a second; the sweep itself runs in
   // the check phase, after the poll, so that a request that arrived while
   // the app ran is read before anything decides that its connection is idle
@@ -116,7 +126,12 @@ int Worker::run() {
     }
   }
   resume_accepting();
+  start_watching();
   log(LogLevel::kInfo, "Worker %d ready", static_cast<int>(getpid()));
+  if (link_ != nullptr) {
+    link_->beat(clock_ms_.now_ms());
+    link_->send(LinkMessage::kReady);
+  }
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (access_log_) access_log_->flush();
   if (metrics_ && metrics_->exit.load(std::memory_order_relaxed) == 0) {
@@ -322,16 +337,29 @@ void Worker::on_tick(uv_timer_t* /*timer*/) {
 
 void Worker::on_check(uv_check_t* check) {
   auto* w = static_cast<Worker*>(check->data);
+  uint64_t now = w->clock_ms_.now_ms();
+  // The heartbeat: the loop came back. The tick wakes an idle loop once a
+  // second, so no extra wake-up is needed for it.
+  if (w->link_ != nullptr) w->link_->beat(now);
   // The access log's lines of this loop turn leave in one write.
   if (w->access_log_) w->access_log_->flush();
-  if (w->clock_ms_.now_ms() >= w->next_sweep_) w->sweep();
+  if (now >= w->next_sweep_) w->sweep();
+}
+
+void Worker::request_done() {
+  if (config_.max_requests == 0 || ++served_ != config_.max_requests) return;
+  log(LogLevel::kInfo, "Worker %d served %llu requests (max_requests)", static_cast<int>(getpid()),
+      static_cast<unsigned long long>(served_));
+  if (metrics_) metrics_->exit.store(static_cast<int32_t>(Metrics::Exit::kMaxRequests), std::memory_order_relaxed);
+  if (link_ == nullptr || !link_->send(LinkMessage::kRetireMe)) begin_stop(true);
 }
 
 void Worker::sweep() {
   uint64_t now = clock_ms_.now_ms();
-  next_sweep_ = now + kTickMs;
+  next_sweep_ = now + sweep_every_ms_;
   if (static_) static_->sweep();
-  const Timeouts timeouts = config_.timeouts();
+  Timeouts timeouts = config_.timeouts();
+  if (stopping_) timeouts.keepalive_ms = std::min(timeouts.keepalive_ms, WorkerConfig::kRetireIdleMs);
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto next = std::next(it);  // on_tick may close (not erase) the connection.
     it->on_tick(now, timeouts);
@@ -383,13 +411,76 @@ void Worker::on_wake(uv_timer_t* timer) {
   }
 }
 
-void Worker::on_signal(uv_signal_t* handle, int signum) {
-  auto* w = static_cast<Worker*>(handle->data);
+void Worker::catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigaction(sig, &sa, nullptr);
+}
+
+void Worker::on_stop_signal(int signum) {
+  // An immediate stop wins over a graceful one; uv_async_send is
+  // async-signal-safe.
+  int expected = 0;
+  if (!stop_signal_.compare_exchange_strong(expected, signum) && signum != SIGTERM) stop_signal_.store(signum);
+  if (signalled_ != nullptr) uv_async_send(&signalled_->stop_async_);
+}
+
+void Worker::on_stop(uv_async_t* async) {
+  auto* w = static_cast<Worker*>(async->data);
+  int signum = stop_signal_.load();
+  if (signum == 0) return;
+  if (signum != SIGTERM && w->on_interrupt_) w->on_interrupt_();
   w->begin_stop(signum == SIGTERM);
+}
+
+void Worker::start_watching() {
+  for (const std::string& path : config_.watch_files) {
+    auto w = std::make_unique<uv_fs_event_t>();
+    uv_fs_event_init(&loop_, w.get());
+    w->data = this;
+    int rc = uv_fs_event_start(w.get(), on_file_changed, path.c_str(), 0);
+    if (rc != 0) {
+      log(LogLevel::kWarning, "reload: cannot watch %s: %s", path.c_str(), uv_strerror(rc));
+      uv_close(reinterpret_cast<uv_handle_t*>(w.get()), nullptr);
+    }
+    watches_.push_back(std::move(w));
+  }
+}
+
+// An editor may write in place (UV_CHANGE) or replace the file (UV_RENAME);
+// either way the code changed. One request per worker: the master's reload
+// retires this worker, and the new ones watch the files anew.
+void Worker::on_file_changed(uv_fs_event_t* handle, const char* /*filename*/, int /*events*/, int status) {
+  auto* w = static_cast<Worker*>(handle->data);
+  if (status < 0 || w->reload_asked_ || w->stopping_ || w->link_ == nullptr) return;
+  w->reload_asked_ = true;
+  char path[4096];
+  size_t len = sizeof path;
+  if (uv_fs_event_getpath(handle, path, &len) != 0) len = 0;
+  log(LogLevel::kInfo, "reload: %.*s changed", static_cast<int>(len), path);
+  w->link_->send(LinkMessage::kReloadMe);
+}
+
+void Worker::on_usr1(uv_signal_t* handle, int /*signum*/) {
+  reopen_log_file();
+  auto* w = static_cast<Worker*>(handle->data);
+  if (w->access_log_) {
+    if (int err = w->access_log_->reopen(); err < 0) {
+      log(LogLevel::kError, "cannot reopen the access log %s: %s", w->config_.access_log.path.c_str(),
+          strerror(-err));
+    }
+  }
+  log(LogLevel::kInfo, "Worker %d reopened the log file", static_cast<int>(getpid()));
 }
 
 void Worker::begin_stop(bool graceful) {
   if (!stopping_) {
+    // A worker's own SO_REUSEPORT socket holds connections only this worker
+    // can accept: take them before closing it, or the kernel resets them.
+    for (auto& l : listeners_)
+      if (l->owned) accept_from(*l);
     stopping_ = true;
     for (auto& l : listeners_) {
       uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), nullptr);
@@ -399,6 +490,11 @@ void Worker::begin_stop(bool graceful) {
     }
     uv_timer_stop(&resume_);
     if (graceful) {
+      // Idle keep-alive connections close once idle for kRetireIdleMs;
+      // sweep often enough that this is not rounded up to a second.
+      sweep_every_ms_ = 100;
+      next_sweep_ = std::min(next_sweep_, clock_ms_.now_ms() + sweep_every_ms_);
+      uv_timer_start(&tick_, on_tick, sweep_every_ms_, sweep_every_ms_);
       uv_timer_start(
           &grace_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->begin_stop(false); }, config_.graceful_ms, 0);
       for (auto it = conns_.begin(); it != conns_.end();) {
@@ -421,9 +517,19 @@ void Worker::maybe_finish() {
   if (threads_) threads_->stop();  // Its async handle closes with the others.
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tick_), reinterpret_cast<uv_handle_t*>(&resume_),
                          reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&check_),
-                         reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_term_),
-                         reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_quit_)})
+                         reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_usr1_)})
     uv_close(h, nullptr);
+  for (auto& w : watches_)
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(w.get())))
+      uv_close(reinterpret_cast<uv_handle_t*>(w.get()), nullptr);
+  if (signalled_ == this) {
+    // Past this point a stop signal has nothing left to stop: the default
+    // action (the process is on its way out anyway).
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT}) signal(sig, SIG_DFL);
+    signalled_ = nullptr;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  for (auto& s : sig_ignored_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
 }
 
 }  // namespace fulmen

@@ -4,8 +4,10 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -24,6 +26,7 @@
 #include "core/parser.h"
 #include "core/static_files.h"
 #include "core/thread_pool.h"
+#include "core/worker_link.h"
 
 namespace fulmen {
 
@@ -66,9 +69,20 @@ struct WorkerConfig {
   // owned). nullptr: no metrics. Each worker claims a slot of it in run().
   Metrics* metrics = nullptr;
 
+  // Requests after which the worker asks the master to replace it (the
+  // caller adds max_requests_jitter); 0: never (issue 8).
+  uint64_t max_requests = 0;
+  // Files whose change makes the master reload, as on SIGHUP (--reload,
+  // development): watched with inotify through uv_fs_event, no polling.
+  std::vector<std::string> watch_files;
+
   // After our last response (an error), input is drained this long before
   // the close, so the client reads the answer instead of a reset.
   static constexpr uint64_t kLingerMs = 2000;
+  // A stopping worker closes a keep-alive connection once it has been idle
+  // this long with no request bytes pending; until then the next request on
+  // it is answered (with "Connection: close"), not reset (issue 8).
+  static constexpr uint64_t kRetireIdleMs = 1000;
 
   Timeouts timeouts() const {
     Timeouts t;
@@ -96,6 +110,22 @@ class Worker {
   // process exit status. Must be called once.
   int run();
 
+  // Installs the process's TERM/INT/QUIT handler before any Worker runs (a
+  // new worker process calls it first thing, before it loads the app): a
+  // signal that arrives meanwhile is remembered, and run() acts on it.
+  static void catch_stop_signals();
+
+  // The channel to the master (not owned; it outlives the worker). With a
+  // link, run() reports "ready", each loop turn stamps the heartbeat, and
+  // max_requests asks the master for a replacement. Without one (tests),
+  // max_requests stops the worker gracefully.
+  void set_link(WorkerLink* link) { link_ = link; }
+  // Called on SIGINT or SIGQUIT before the immediate stop (gunicorn's
+  // worker_int hook); may be empty.
+  void set_on_interrupt(std::function<void()> fn) { on_interrupt_ = std::move(fn); }
+  // A response is over: counts it against max_requests.
+  void request_done();
+
   uv_loop_t* loop() { return &loop_; }
   const WorkerConfig& config() const { return config_; }
   const MonotonicClock& clock() const { return clock_ms_; }
@@ -113,6 +143,8 @@ class Worker {
   AccessLog* access_log() { return access_log_.get(); }
   BufferPool& pool() { return pool_; }
   bool stopping() const { return stopping_; }
+  // True once TERM, INT or QUIT arrived, even before the loop handled it.
+  bool stop_requested() const { return stopping_ || stop_signal_.load(std::memory_order_relaxed) != 0; }
 
   // Parse output shared by all connections: a head is only needed from its
   // parse to its dispatch, so keeping ~4 KiB of views per connection would
@@ -173,7 +205,11 @@ class Worker {
   static void on_check(uv_check_t* check);
   static void on_wake(uv_timer_t* timer);
   static void on_resume(uv_timer_t* timer);
-  static void on_signal(uv_signal_t* handle, int signum);
+  static void on_stop_signal(int signum);  // A raw signal handler: async-signal-safe only.
+  static void on_stop(uv_async_t* async);
+  static void on_usr1(uv_signal_t* handle, int signum);
+  static void on_file_changed(uv_fs_event_t* handle, const char* filename, int events, int status);
+  void start_watching();
 
   void accept_from(Listener& l);
   void add_listener(int fd, size_t index, bool owned);
@@ -210,7 +246,24 @@ class Worker {
   size_t budget_waiters_ = 0;
   uv_timer_t resume_;
   uv_timer_t grace_;
-  uv_signal_t sig_term_, sig_int_, sig_quit_;
+  // TERM, INT and QUIT are caught by a plain handler that records the signal
+  // (stop_requested()) and wakes the loop through this async handle: a
+  // response completed while the application ran after the signal already
+  // says "Connection: close" (issue 8).
+  uv_async_t stop_async_;
+  uv_signal_t sig_usr1_;
+  // Signals meant for the master that reach a worker too (a whole process
+  // group signalled): handled as no-ops, so none takes its default action.
+  uv_signal_t sig_ignored_[4];
+  WorkerLink* link_ = nullptr;
+  // The worker whose run() installed the stop handler, and the signal seen.
+  static inline Worker* signalled_ = nullptr;
+  static inline std::atomic<int> stop_signal_{0};
+  std::function<void()> on_interrupt_;
+  uint64_t served_ = 0;
+  std::vector<std::unique_ptr<uv_fs_event_t>> watches_;
+  bool reload_asked_ = false;
+  uint64_t sweep_every_ms_ = 1000;
   bool stopping_ = false;
   bool finished_ = false;
   bool accept_paused_ = false;

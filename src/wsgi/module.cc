@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -207,70 +208,118 @@ LogLevel parse_level(const std::string& s) {
   return LogLevel::kInfo;
 }
 
-PyObject* serve(PyObject*, PyObject* args) {
-  PyObject *target, *listeners, *options;
-  if (!PyArg_ParseTuple(args, "OO!O!:serve", &target, &PyList_Type, &listeners, &PyDict_Type, &options))
-    return nullptr;
-
+// The core configuration for one set of settings: at start, and again for
+// each reload (HUP) from the settings the Python side re-read.
+struct Config {
   WorkerConfig wc;
   MasterConfig mc;
   EnvironSettings es;
   AppSettings as;
+  uint64_t max_requests = 0, max_requests_jitter = 0;
+  bool reload = false;
+};
+
+// Fills c from options. Returns false with a Python exception.
+bool parse_options(PyObject* options, Config& c) {
+  WorkerConfig& wc = c.wc;
   long long workers = 1, max_line = 8190, max_head = 65536, max_headers = 100, max_conns = 16384, max_body = 1 << 20;
-  std::string level = "info";
+  std::string level = "info", log_file;
   if (!opt_int(options, "workers", &workers) || !opt_int(options, "max_request_line", &max_line) ||
       !opt_int(options, "max_header_size", &max_head) || !opt_int(options, "max_headers", &max_headers) ||
       !opt_int(options, "max_connections", &max_conns) || !opt_int(options, "max_body_buffer", &max_body) ||
       !opt_ms(options, "keepalive_timeout", &wc.keepalive_ms) || !opt_ms(options, "header_timeout", &wc.header_ms) ||
       !opt_ms(options, "body_timeout", &wc.body_ms) || !opt_ms(options, "send_timeout", &wc.send_ms) ||
       !opt_ms(options, "graceful_timeout", &wc.graceful_ms) ||
-      !opt_str(options, "server_header", &wc.server_header) || !opt_str(options, "root_path", &es.root_path) ||
-      !opt_str(options, "log_level", &level) || !opt_bool(options, "script_mode", &as.script_mode) ||
+      !opt_str(options, "server_header", &wc.server_header) || !opt_str(options, "root_path", &c.es.root_path) ||
+      !opt_str(options, "log_level", &level) || !opt_bool(options, "script_mode", &c.as.script_mode) ||
       !opt_bool(options, "reuse_port", &wc.reuse_port))
-    return nullptr;
+    return false;
   long long max_body_size = 0, max_input_memory = static_cast<long long>(wc.max_input_memory);
   if (!opt_int(options, "max_body_size", &max_body_size) || !opt_int(options, "max_input_memory", &max_input_memory))
-    return nullptr;
+    return false;
   long long threads = 1, max_pending = 0;
   if (!opt_int(options, "threads", &threads) || !opt_int(options, "max_pending", &max_pending) ||
       !opt_ms(options, "request_timeout", &wc.request_ms))
-    return nullptr;
+    return false;
   if (threads < 1) {
     PyErr_SetString(PyExc_ValueError, "threads must be >= 1");
-    return nullptr;
+    return false;
   }
   wc.threads = static_cast<size_t>(threads);
   wc.max_pending = static_cast<size_t>(max_pending);
-  es.multithread = as.threaded = threads > 1;
+  c.es.multithread = c.as.threaded = threads > 1;
+  long long max_requests = 0, jitter = 0;
+  if (!opt_int(options, "max_requests", &max_requests) || !opt_int(options, "max_requests_jitter", &jitter) ||
+      !opt_ms(options, "timeout", &c.mc.timeout_ms) || !opt_bool(options, "daemon", &c.mc.daemon) ||
+      !opt_str(options, "error_logfile", &log_file))
+    return false;
+  if (!opt_bool(options, "reload", &c.reload)) return false;
+  c.max_requests = static_cast<uint64_t>(max_requests);
+  c.max_requests_jitter = static_cast<uint64_t>(jitter);
   wc.max_body_size = static_cast<uint64_t>(max_body_size);
   wc.max_input_memory = static_cast<size_t>(max_input_memory);
   if (workers < 1 || max_headers < 1 || max_headers > static_cast<long long>(kMaxHeaders) || max_conns < 1) {
     PyErr_SetString(PyExc_ValueError, "workers, max_headers (<= 128) and max_connections must be >= 1");
-    return nullptr;
+    return false;
   }
   long long backlog = 4096;
-  if (!opt_int(options, "backlog", &backlog)) return nullptr;
-  if (!static_options(options, &wc.static_files)) return nullptr;
-  if (!proxy_options(options, &wc)) return nullptr;
-  if (!access_log_options(options, &wc.access_log)) return nullptr;
+  if (!opt_int(options, "backlog", &backlog)) return false;
+  if (!static_options(options, &wc.static_files)) return false;
+  if (!proxy_options(options, &wc)) return false;
+  if (!access_log_options(options, &wc.access_log)) return false;
   wc.backlog = static_cast<int>(std::min(backlog, 65535LL));
   wc.limits.max_request_line = static_cast<size_t>(max_line);
   wc.limits.max_head = static_cast<size_t>(max_head);
   wc.limits.max_headers = static_cast<size_t>(max_headers);
   wc.max_connections = static_cast<size_t>(max_conns);
   wc.max_body_buffer = static_cast<size_t>(max_body);
-  mc.workers = static_cast<int>(workers);
-  mc.graceful_ms = wc.graceful_ms;
-  es.multiprocess = workers > 1;
+  c.mc.workers = static_cast<int>(workers);
+  c.mc.graceful_ms = wc.graceful_ms;
+  c.es.multiprocess = workers > 1;
   set_log_level(parse_level(level));
+  set_log_file(log_file);
+  return true;
+}
+
+// Calls lifecycle.<method>(*args) with the GIL held; logs a Python error
+// (a hook that raised) and returns nullptr.
+PyRef call_lifecycle(PyObject* lifecycle, const char* method, const char* fmt, int a = 0, int b = 0) {
+  Gil::Acquire gil;
+  PyRef r(fmt[0] == '\0' ? PyObject_CallMethod(lifecycle, method, nullptr)
+                         : PyObject_CallMethod(lifecycle, method, fmt, a, b));
+  if (r.get() == nullptr) PyErr_Print();
+  return r;
+}
+
+const char* event_name(MasterEvent e) {
+  switch (e) {
+    case MasterEvent::kPreFork: return "pre_fork";
+    case MasterEvent::kWorkersReady: return "workers_ready";
+    case MasterEvent::kReloading: return "reloading";
+    case MasterEvent::kStopping: return "stopping";
+    case MasterEvent::kChildExit: return "child_exit";
+    case MasterEvent::kWorkersChanged: return "nworkers_changed";
+    case MasterEvent::kReexec: return "reexec";
+  }
+  return "unknown";
+}
+
+PyObject* serve(PyObject*, PyObject* args) {
+  PyObject *lifecycle, *listeners, *options;
+  if (!PyArg_ParseTuple(args, "OO!O!:serve", &lifecycle, &PyList_Type, &listeners, &PyDict_Type, &options))
+    return nullptr;
+
+  Config config;
+  if (!parse_options(options, config)) return nullptr;
 
   std::vector<int> fds;
+  std::vector<ListenerInfo> names;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(listeners); ++i) {
     int fd;
     const char *name, *port;
     if (!PyArg_ParseTuple(PyList_GET_ITEM(listeners, i), "iss", &fd, &name, &port)) return nullptr;
     fds.push_back(fd);
-    es.listeners.push_back({name, port});
+    names.push_back({name, port});
   }
   if (fds.empty()) {
     PyErr_SetString(PyExc_ValueError, "serve() needs at least one listener");
@@ -278,7 +327,7 @@ PyObject* serve(PyObject*, PyObject* args) {
   }
 
   // Metrics (issue 9): the region is mapped before any fork so every worker
-  // shares it; the master's thread serves it.
+  // shares it; the master's thread serves it. A reload keeps both.
   std::string metrics_bind;
   if (!opt_str(options, "metrics_bind", &metrics_bind)) return nullptr;
   std::unique_ptr<Metrics> metrics;
@@ -292,31 +341,96 @@ PyObject* serve(PyObject*, PyObject* args) {
       ::close(mfd);
       return PyErr_SetFromErrno(PyExc_OSError);
     }
-    wc.metrics = metrics.get();
     metrics_server = std::make_unique<MetricsServer>(*metrics, mfd);
     metrics_server->start();
     log(LogLevel::kInfo, "Metrics at: http://%s/metrics", shown.c_str());
   }
-
-  App app(target, es, as);
-  if (!app.init()) return nullptr;
+  Metrics* shared_metrics = metrics.get();
 
   MasterHooks hooks;
   hooks.before_fork = [] { PyOS_BeforeFork(); };
   hooks.after_fork_parent = [] { PyOS_AfterFork_Parent(); };
-  hooks.after_fork_child = [] { PyOS_AfterFork_Child(); };
-  hooks.worker_main = [&]() -> int {
-    Worker worker(wc, fds, app);
+  hooks.after_fork_child = [] {
+    PyOS_AfterFork_Child();
+    Worker::catch_stop_signals();
+  };
+  hooks.event = [lifecycle, shared_metrics](MasterEvent e, int a, int b) -> int {
+    if (e == MasterEvent::kChildExit && shared_metrics != nullptr) shared_metrics->worker_exited(a, false);
+    Gil::Acquire gil;
+    PyRef r(PyObject_CallMethod(lifecycle, "event", "sii", event_name(e), a, b));
+    if (r.get() == nullptr) {
+      PyErr_Print();
+      return 0;
+    }
+    long v = PyLong_Check(r.get()) ? PyLong_AsLong(r.get()) : 0;
+    PyErr_Clear();
+    return static_cast<int>(v);
+  };
+  hooks.reload = [lifecycle, &config](MasterConfig& mc) -> bool {
+    Gil::Acquire gil;
+    PyRef fresh(PyObject_CallMethod(lifecycle, "reload", nullptr));
+    if (fresh.get() == nullptr) {
+      PyErr_Print();
+      return false;
+    }
+    if (!PyDict_Check(fresh.get())) return false;  // The Python side logged why.
+    Config next;
+    if (!parse_options(fresh.get(), next)) {
+      PyErr_Print();
+      return false;
+    }
+    config = next;
+    mc = config.mc;
+    return true;
+  };
+  hooks.worker_main = [&](WorkerLink& link) -> int {
+    Config& c = config;
+    PyRef target = call_lifecycle(lifecycle, "worker_load", "(i)", link.age());
+    if (target.get() == nullptr) return kWorkerBootError;
+    if (PyLong_Check(target.get())) return static_cast<int>(PyLong_AsLong(target.get()));
+    EnvironSettings es = c.es;
+    es.listeners = names;
+    WorkerConfig wc = c.wc;
+    wc.metrics = shared_metrics;
+    if (c.reload) {
+      PyRef files = call_lifecycle(lifecycle, "watch_files", "");
+      Gil::Acquire gil;
+      if (files.get() != nullptr && PyList_Check(files.get())) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(files.get()); ++i) {
+          const char* path = PyUnicode_AsUTF8(PyList_GET_ITEM(files.get(), i));
+          if (path == nullptr) {
+            PyErr_Clear();
+            continue;
+          }
+          wc.watch_files.emplace_back(path);
+        }
+      }
+    }
+    if (c.max_requests > 0) {
+      std::random_device rd;
+      wc.max_requests = c.max_requests + (c.max_requests_jitter > 0 ? rd() % (c.max_requests_jitter + 1) : 0);
+    }
     int status;
     {
-      Gil::Release nogil;
-      status = worker.run();
+      App app(target.get(), es, c.as);
+      if (!app.init()) {
+        PyErr_Print();
+        return kWorkerBootError;
+      }
+      Worker worker(wc, fds, app);
+      worker.set_link(&link);
+      worker.set_on_interrupt([lifecycle] { call_lifecycle(lifecycle, "worker_int", ""); });
+      {
+        Gil::Release nogil;
+        status = worker.run();
+      }
     }
+    call_lifecycle(lifecycle, "worker_exit", "");
     return status;
   };
 
   Gil::entered_from_python();
-  MasterResult r = run_master(mc, hooks);
+  MasterResult r = run_master(config.mc, hooks);
   if (r.is_worker) {
     // A worker never returns into the CLI: that code (and its cleanup of
     // unix sockets, say) belongs to the master. Flush Python's streams and leave.
@@ -338,8 +452,9 @@ PyObject* py_log(PyObject*, PyObject* args) {
 
 PyMethodDef module_methods[] = {
     {"serve", serve, METH_VARARGS,
-     "serve(target, listeners, options) -> int\n\nRuns the master and its workers until stopped; returns the exit "
-     "status.\ntarget: a WSGI callable, or a list of (prefix, handler) pairs (script mode).\nlisteners: list of "
+     "serve(lifecycle, listeners, options) -> int\n\nRuns the master and its workers until stopped; returns the exit "
+     "status.\nlifecycle: the fulmen.lifecycle.Lifecycle the core calls (worker_load, event, reload, "
+     "worker_int, worker_exit).\nlisteners: list of "
      "(fd, server_name, server_port) for bound, listening, non-blocking sockets.\noptions: settings by name."},
     {"log", py_log, METH_VARARGS, "log(level: int, message: str): writes one line to the error log."},
     {nullptr, nullptr, 0, nullptr}};
