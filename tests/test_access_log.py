@@ -237,3 +237,35 @@ def test_bad_values_are_one_line_and_exit_2(args, problem):
     assert result.returncode == 2, result
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"fulmen: error: {problem}"), lines
+
+
+def test_usr1_reopens_the_access_log_and_captured_output_follows_the_error_log(tmp_path):
+    access, error = tmp_path / "access.log", tmp_path / "error.log"
+    srv = Server(["--bind", "127.0.0.1:0", "--access-logfile", str(access), "--access-logformat", "%(r)s",
+                  "--error-logfile", str(error), "--capture-output", "basic:application"], APPS, expect_fail=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (error.exists() and " ready" in error.read_text()):
+            assert time.monotonic() < deadline and srv.proc.poll() is None, srv.log
+            time.sleep(0.05)
+        port = int(re.search(r"Listening at: http://127.0.0.1:(\d+)", error.read_text()).group(1))
+        assert requests.get(f"http://127.0.0.1:{port}/print-stdout?before", timeout=10).text == "printed"
+        assert wait_lines(access, 1) == ["GET /print-stdout?before HTTP/1.1"]
+        (worker,) = srv.worker_pids()
+        access.rename(tmp_path / "access.log.1")
+        error.rename(tmp_path / "error.log.1")
+        srv.proc.send_signal(signal.SIGUSR1)
+        while not (error.exists() and f"Worker {worker} reopened the log file" in error.read_text()):
+            assert time.monotonic() < deadline, (tmp_path / "error.log.1").read_text()
+            time.sleep(0.05)
+        assert requests.get(f"http://127.0.0.1:{port}/print-stdout?after", timeout=10).text == "printed"
+        assert wait_lines(access, 1) == ["GET /print-stdout?after HTTP/1.1"]
+        assert (tmp_path / "access.log.1").read_text() == "GET /print-stdout?before HTTP/1.1\n"
+        while "stdout says after" not in error.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "stdout says before" in (tmp_path / "error.log.1").read_text()
+        assert srv.log == ""  # nothing went to the terminal: stdout and stderr both followed the file
+    finally:
+        rc = srv.stop()
+    assert rc == 0

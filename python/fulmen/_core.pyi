@@ -72,6 +72,7 @@ class Options(TypedDict):
     access_logformat: str  # gunicorn's format language
     access_log_exclude: list[str]  # request paths not logged
     log_format: str  # "text" or "json"
+    capture_output: bool  # stdout follows error_logfile too
     metrics_bind: str  # "HOST:PORT" for GET /metrics from the master, "" = none
     # Proxies in front (issue 9).
     forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded

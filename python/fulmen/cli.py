@@ -691,6 +691,9 @@ def _open_log_file(settings: Settings) -> None:
     except OSError as error:
         raise SettingError(settings.origins["error_logfile"], f"cannot open {path!r}: {error.strerror}") from None
     os.dup2(fd, 2)
+    if settings["capture_output"]:
+        sys.stdout.flush()
+        os.dup2(fd, 1)  # the application's print() too (gunicorn's --capture-output)
     os.close(fd)
 
 

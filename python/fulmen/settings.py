@@ -1538,6 +1538,15 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         metavar="FORMAT",
     ),
     Setting(
+        "capture_output", "Logging", Boolean(), False,
+        "Send the application's stdout and stderr to --error-logfile too (as gunicorn).",
+        details=(
+            "With an error log file, descriptor 1 of every process is pointed at it as well, so "
+            "`print()` and child processes' output land there, and follow it when SIGUSR1 "
+            "reopens it. Without an error log file (`-`) it changes nothing."
+        ),
+    ),
+    Setting(
         "access_log_exclude", "Logging", PathList(), [],
         "A request path (as sent, without the query) not to access-log, e.g. /healthz; repeatable.",
         details="An exact comparison per listed path: no pattern matching on the request path.",

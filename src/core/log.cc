@@ -15,6 +15,7 @@
 namespace fulmen {
 namespace {
 
+bool g_capture_output = false;  // stdout follows the error log file too
 LogLevel g_level = LogLevel::kInfo;
 // Set before any fork and not changed after; read by master and workers.
 std::string g_log_file;
@@ -61,6 +62,10 @@ void set_log_file(std::string_view path) {
   g_log_file = path == "-" ? std::string() : std::string(path);
 }
 
+void set_capture_output(bool on) {
+  g_capture_output = on;
+}
+
 void reopen_log_file() {
   if (g_log_file.empty()) return;
   int fd = ::open(g_log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -68,6 +73,7 @@ void reopen_log_file() {
     log(LogLevel::kError, "cannot reopen the log file %s: %s", g_log_file.c_str(), strerror(errno));
     return;
   }
+  if (g_capture_output) dup2(fd, 1);
   if (fd != 2) {
     dup2(fd, 2);
     ::close(fd);

@@ -19,6 +19,8 @@ bool log_enabled(LogLevel level);
 // file on descriptor 2, so C++ and Python lines both follow. A failure is
 // logged and leaves descriptor 2 as it was.
 void set_log_file(std::string_view path);
+// capture_output: reopen_log_file() puts the file on descriptor 1 as well.
+void set_capture_output(bool on);
 void reopen_log_file();
 
 // Formats and writes one line with a single write(2), so lines from several

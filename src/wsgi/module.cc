@@ -254,6 +254,9 @@ bool parse_options(PyObject* options, Config& c) {
       !opt_str(options, "error_logfile", &log_file))
     return false;
   if (!opt_bool(options, "reload", &c.reload)) return false;
+  bool capture = false;
+  if (!opt_bool(options, "capture_output", &capture)) return false;
+  set_capture_output(capture);
   c.max_requests = static_cast<uint64_t>(max_requests);
   c.max_requests_jitter = static_cast<uint64_t>(jitter);
   wc.max_body_size = static_cast<uint64_t>(max_body_size);

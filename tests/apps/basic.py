@@ -187,6 +187,10 @@ def application(environ, start_response):
         gc.collect()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [f"{sys.getallocatedblocks()} {len(gc.get_objects())}".encode()]
+    if path == "/print-stdout":
+        print(f"stdout says {q}", flush=True)  # the application's own print()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"printed"]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
