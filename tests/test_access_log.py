@@ -269,3 +269,38 @@ def test_usr1_reopens_the_access_log_and_captured_output_follows_the_error_log(t
     finally:
         rc = srv.stop()
     assert rc == 0
+
+
+def test_json_error_log_lines(serve):
+    srv = serve("--log-format", "json", "basic:application")
+    requests.get(srv.url("/raise"), timeout=10)  # a traceback: one JSON object, however many lines
+    srv.wait_for(r'"message": ?"Worker \d+ ready"|"message":"Worker \d+ ready"')
+    srv.wait_for("boom before start_response")
+    parsed = [json.loads(line) for line in srv.lines if line.strip()]
+    assert all(set(p) == {"time", "pid", "level", "message"} for p in parsed), parsed
+    assert any(p["message"].startswith("Listening at: http://127.0.0.1:") for p in parsed)  # the Python side
+    tb = [p for p in parsed if "Traceback" in p["message"]]
+    assert tb and tb[0]["level"] == "ERROR" and "ValueError: boom before start_response" in tb[0]["message"]
+
+
+@pytest.mark.parametrize("kind", ["udp", "unix"])
+def test_log_syslog_sends_every_line(serve, tmp_path, kind):
+    if kind == "udp":
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        address = f"udp://127.0.0.1:{sink.getsockname()[1]}"
+    else:
+        sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sink.bind(str(tmp_path / "log.sock"))
+        address = f"unix:{tmp_path / 'log.sock'}"
+    sink.settimeout(10)
+    with sink:
+        srv = serve("--log-syslog", "--log-syslog-to", address, "basic:application")
+        srv.wait_workers_ready()
+        seen: list[str] = []
+        while not any("ready" in d for d in seen) or not any("Listening at" in d for d in seen):
+            seen.append(sink.recv(65536).decode())
+    worker = srv.worker_pids()[0]
+    assert f"<14>fulmen: [{worker}] [INFO] Worker {worker} ready" in seen, seen  # user.info, from the core
+    assert any(d.startswith("<14>fulmen: [") and "[INFO] Listening at: http://127.0.0.1:" in d for d in seen), seen
+    assert any("Listening at" in line for line in srv.lines)  # stderr still has everything

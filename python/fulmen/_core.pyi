@@ -73,6 +73,8 @@ class Options(TypedDict):
     access_log_exclude: list[str]  # request paths not logged
     log_format: str  # "text" or "json"
     capture_output: bool  # stdout follows error_logfile too
+    log_syslog: bool  # also send every log line to log_syslog_to
+    log_syslog_to: str  # "udp://HOST:PORT" or "unix:PATH"
     metrics_bind: str  # "HOST:PORT" for GET /metrics from the master, "" = none
     # Proxies in front (issue 9).
     forwarded_allow_ips: str  # comma list of addresses / networks / "*" trusted for X-Forwarded-*, Forwarded

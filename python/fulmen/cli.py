@@ -681,6 +681,15 @@ def _adopt_listeners(fds: Sequence[int]) -> list[Listener]:
     return listeners
 
 
+def _configure_log(settings: Settings) -> None:
+    """fulmen's Python log lines, as the core writes its own (format, syslog)."""
+    syslog_to = settings["log_syslog_to"] if settings["log_syslog"] else ""
+    try:
+        _log.configure(settings["log_level"], settings["log_format"], syslog_to)
+    except OSError as error:
+        raise SettingError(settings.origins["log_syslog"], f"cannot reach {syslog_to!r}: {error.strerror or error}") from None
+
+
 def _open_log_file(settings: Settings) -> None:
     """Put ``error_logfile`` on descriptor 2, where every log line goes (core and Python)."""
     path = settings["error_logfile"]
@@ -725,7 +734,11 @@ def serve(
                 sys.stderr.write(error.details)
             _log.logger.error("Reload: %s; keeping the settings in use", error)
             return None
-        _log.configure(fresh["log_level"])
+        try:
+            _configure_log(fresh)
+        except SettingError as error:
+            _log.logger.error("Reload: %s; keeping the settings in use", error)
+            return None
         options = fresh.options()
         options["script_mode"] = server_values["script_mode"]
         options["static"] = [*fresh["static"], *script_static]
@@ -861,7 +874,10 @@ def _main(argv: list[str]) -> int:
     except SettingError as error:
         return _fail(str(error), ExitCode.USAGE)
 
-    _log.configure(settings["log_level"])
+    try:
+        _configure_log(settings)
+    except SettingError as error:
+        return _fail(str(error), ExitCode.USAGE)
     if given.get("config") == GUNICORN_DEFAULT_CONFIG and "config" not in vars(namespace):
         _log.logger.info("Reading ./%s, gunicorn's default config file (-c reads another)", GUNICORN_DEFAULT_CONFIG)
     for warning in settings.warnings:
@@ -926,7 +942,7 @@ def run_app(
         given["workers"] = workers
 
     settings = resolve(given, os.environ, label=_keyword)
-    _log.configure(settings["log_level"])
+    _configure_log(settings)
     for warning in settings.warnings:
         _log.logger.warning("%s", warning)
     # A TARGET string is parsed before --chdir applies, as on the command line.

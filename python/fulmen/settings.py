@@ -705,6 +705,14 @@ class IpAllowList(Converter):
         return ",".join(result)
 
 
+def _is_syslog_address(value: str) -> bool:
+    if value.startswith("unix:"):
+        path = value[len("unix://"):] if value.startswith("unix://") else value[len("unix:"):]
+        return path.startswith("/") and "\0" not in path
+    host, sep, port = value.removeprefix("udp://").rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
 def _is_metrics_bind(value: str) -> bool:
     if value == "":
         return True
@@ -1536,6 +1544,21 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "`\\xHH`, so a request cannot forge log lines. gunicorn's `access_log_format`."
         ),
         metavar="FORMAT",
+    ),
+    Setting(
+        "log_syslog", "Logging", Boolean(), False,
+        "Also send every log line to syslog (--log-syslog-to), as gunicorn's --log-syslog.",
+        details=(
+            "Each line of the master and the workers goes, as one datagram, to the syslog "
+            "daemon at `log_syslog_to` (facility user, severity from the level), framed "
+            "`fulmen: [pid] [LEVEL] message`; stderr or the error log file still get it too. "
+            "Access lines are not sent."
+        ),
+    ),
+    Setting(
+        "log_syslog_to", "Logging", Text("udp://HOST:PORT or unix:PATH", _is_syslog_address), "unix:///dev/log",
+        "Where --log-syslog sends the lines: udp://HOST:PORT or unix:PATH (gunicorn's default on Linux).",
+        metavar="ADDRESS",
     ),
     Setting(
         "capture_output", "Logging", Boolean(), False,

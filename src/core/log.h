@@ -21,6 +21,14 @@ bool log_enabled(LogLevel level);
 void set_log_file(std::string_view path);
 // capture_output: reopen_log_file() puts the file on descriptor 1 as well.
 void set_capture_output(bool on);
+// --log-format json: each line is {"time", "pid", "level", "message"}.
+void set_log_json(bool on);
+// --log-syslog-to: every line also goes, as one datagram, to a syslog
+// daemon at "udp://HOST:PORT" or "unix:PATH" (facility user, RFC 3164
+// framing, "fulmen: [pid] [LEVEL] message"). Set before any fork; the
+// connected socket is shared. Returns 0 or -errno (the address did not
+// resolve or connect).
+int set_log_syslog(std::string_view address);
 void reopen_log_file();
 
 // Formats and writes one line with a single write(2), so lines from several

@@ -254,9 +254,17 @@ bool parse_options(PyObject* options, Config& c) {
       !opt_str(options, "error_logfile", &log_file))
     return false;
   if (!opt_bool(options, "reload", &c.reload)) return false;
-  bool capture = false;
-  if (!opt_bool(options, "capture_output", &capture)) return false;
+  bool capture = false, syslog = false;
+  std::string syslog_to, log_format;
+  if (!opt_bool(options, "capture_output", &capture) || !opt_bool(options, "log_syslog", &syslog) ||
+      !opt_str(options, "log_syslog_to", &syslog_to) || !opt_str(options, "log_format", &log_format))
+    return false;
   set_capture_output(capture);
+  set_log_json(log_format == "json");
+  if (int err = set_log_syslog(syslog ? syslog_to : std::string()); err < 0) {
+    PyErr_Format(PyExc_OSError, "--log-syslog-to %s: %s", syslog_to.c_str(), strerror(-err));
+    return false;
+  }
   c.max_requests = static_cast<uint64_t>(max_requests);
   c.max_requests_jitter = static_cast<uint64_t>(jitter);
   wc.max_body_size = static_cast<uint64_t>(max_body_size);
