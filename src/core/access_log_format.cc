@@ -3,16 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/response.h"
+
 namespace fulmen {
 namespace {
 
 char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
 }
 
 std::string lowered(std::string_view s) {
@@ -27,17 +24,19 @@ enum class Text : uint8_t {
   kUtf8,    // already UTF-8 (the user name, environ values)
 };
 
-// Appends value escaped as the line needs it: `"` as `\"` (gunicorn's
-// SafeAtoms), control characters as \xHH (so a request cannot start a line of
-// its own), and latin-1 bytes above 0x7f as their UTF-8 encoding.
-void append_value(std::string& out, std::string_view value, Text text) {
+// Appends value escaped for the line: for the text format `"` as `\\"`
+// (gunicorn's SafeAtoms) and control characters as \\xHH (so a request cannot
+// start a line of its own); for JSON what JSON requires. Latin-1 bytes above
+// 0x7f are written as their UTF-8 encoding.
+void append_escaped(std::string& out, std::string_view value, Text text, bool json) {
   for (char ch : value) {
     auto c = static_cast<unsigned char>(ch);
-    if (c == '"') {
-      out += "\\\"";
+    if (c == '"' || (json && c == '\\')) {
+      out.push_back('\\');
+      out.push_back(ch);
     } else if (c < 0x20 || c == 0x7f) {
-      char hex[5];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      char hex[8];
+      std::snprintf(hex, sizeof hex, json ? "\\u%04x" : "\\x%02x", c);
       out += hex;
     } else if (c >= 0x80 && text == Text::kLatin1) {
       out.push_back(static_cast<char>(0xc0 | (c >> 6)));
@@ -46,6 +45,10 @@ void append_value(std::string& out, std::string_view value, Text text) {
       out.push_back(ch);
     }
   }
+}
+
+void append_value(std::string& out, std::string_view value, Text text) {
+  append_escaped(out, value, text, false);
 }
 
 void append_number(std::string& out, uint64_t v) {
@@ -149,25 +152,10 @@ std::optional<std::string> basic_user(std::span<const Header> headers) {
 
 constexpr std::string_view kAtoms = "hlutrmUqHsBbfaTDMLp";
 
-// A JSON string: the escapes JSON requires; latin-1 request bytes as UTF-8.
+// A JSON string.
 void append_json(std::string& out, std::string_view value, Text text) {
   out.push_back('"');
-  for (char ch : value) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\u%04x", c);
-      out += hex;
-    } else if (c >= 0x80 && text == Text::kLatin1) {
-      out.push_back(static_cast<char>(0xc0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
-    } else {
-      out.push_back(ch);
-    }
-  }
+  append_escaped(out, value, text, true);
   out.push_back('"');
 }
 

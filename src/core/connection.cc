@@ -435,6 +435,27 @@ bool Connection::begin_exchange(int head_len) {
   return apply_forwarded();
 }
 
+namespace {
+
+// A client address a proxy gave, as the socket address the environ and the
+// access log read.
+void store_address(const IpAddress& ip, uint16_t port, sockaddr_storage* out) {
+  std::memset(out, 0, sizeof *out);
+  if (ip.family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(out);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, ip.bytes, 4);
+    sin->sin_port = htons(port);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, ip.bytes, 16);
+    sin6->sin6_port = htons(port);
+  }
+}
+
+}  // namespace
+
 // The PROXY header (issue 9), only ever at the start of a connection. From
 // a trusted source it is required and its source becomes the client; from
 // any other, a connection that begins with one is closed without an answer
@@ -483,18 +504,7 @@ bool Connection::read_proxy_header() {
     return false;
   }
   if (!h.local) {
-    std::memset(&client_, 0, sizeof client_);
-    if (h.family == AF_INET) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(&client_);
-      sin->sin_family = AF_INET;
-      inet_pton(AF_INET, h.source, &sin->sin_addr);
-      sin->sin_port = htons(h.source_port);
-    } else {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&client_);
-      sin6->sin6_family = AF_INET6;
-      inet_pton(AF_INET6, h.source, &sin6->sin6_addr);
-      sin6->sin6_port = htons(h.source_port);
-    }
+    if (std::optional<IpAddress> ip = IpAddress::parse(h.source)) store_address(*ip, h.source_port, &client_);
   }
   pos_ += h.length;
   proxy_pending_ = false;
@@ -526,19 +536,7 @@ bool Connection::apply_forwarded() {
   if (f.remote.empty()) return true;
   std::optional<IpAddress> ip = IpAddress::parse(f.remote);
   if (!ip) return true;
-  std::memset(&fwd_client_, 0, sizeof fwd_client_);
-  uint16_t port = htons(f.remote_port.value_or(0));
-  if (ip->family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&fwd_client_);
-    sin->sin_family = AF_INET;
-    std::memcpy(&sin->sin_addr, ip->bytes, 4);
-    sin->sin_port = port;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&fwd_client_);
-    sin6->sin6_family = AF_INET6;
-    std::memcpy(&sin6->sin6_addr, ip->bytes, 16);
-    sin6->sin6_port = port;
-  }
+  store_address(*ip, f.remote_port.value_or(0), &fwd_client_);
   fwd_client_set_ = true;
   return true;
 }
