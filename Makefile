@@ -88,8 +88,8 @@ test-cpp: build/cpp-tests/ok
 	cd build/cpp-tests && ctest --output-on-failure
 
 # The end-to-end suite on every Python, and on the ASan+UBSan build, side by side
-# (PYTEST_JOBS at a time); each run prints its Python.
-PYTEST_JOBS ?= 3
+# (PYTEST_JOBS at a time: the suite mostly waits on sockets and timers); each run prints its Python.
+PYTEST_JOBS ?= 5
 test-py: venvs
 	JOBS=$(PYTEST_JOBS) tools/run_pytests.sh $(PY_TAGS)
 
@@ -110,7 +110,7 @@ test-asan: .venv-asan/ok
 	tools/run_pytests.sh asan
 
 # A short libFuzzer run per target (clang), seeded with the committed corpora.
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 fuzz-smoke: tools
 	CXX=clang++ cmake -S . -B build/fuzz -DFULMEN_BUILD_MODULE=OFF -DFULMEN_FUZZ=ON -DFULMEN_SANITIZE=ON \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
