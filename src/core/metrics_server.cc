@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +45,9 @@ MetricsServer::~MetricsServer() {
 
 void MetricsServer::start() {
   thread_ = std::thread([this] { run(); });
+  // The master forks workers next: the thread must be done starting by then
+  // (a fork while a thread is being set up may copy the runtime's locks held).
+  while (!running_.load()) sched_yield();
 }
 
 void MetricsServer::run() {
@@ -51,6 +55,7 @@ void MetricsServer::run() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  running_.store(true);
   while (!stop_.load()) {
     pollfd p{listen_fd_, POLLIN, 0};
     int r = poll(&p, 1, 200);  // Wakes to see stop_.

@@ -29,6 +29,7 @@ class MetricsServer {
   Metrics& metrics_;
   int listen_fd_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};  // The thread has started and waits in its loop.
   std::thread thread_;
 };
 
