@@ -5,14 +5,10 @@
 
 #include <cstring>
 
+#include "core/response.h"
+
 namespace fulmen {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -74,7 +70,7 @@ std::optional<AddressSet> AddressSet::parse(std::string_view list, std::string* 
   AddressSet set;
   while (true) {
     size_t comma = list.find(',');
-    std::string_view item = trim(list.substr(0, comma));
+    std::string_view item = trim_ows(list.substr(0, comma));
     if (item == "*") {
       set.all_ = true;
     } else if (!item.empty()) {

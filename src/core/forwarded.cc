@@ -9,12 +9,6 @@
 namespace fulmen {
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Every value of the named field, joined with "," (a list field may be split
 // over several lines: RFC 9110 5.3).
 std::string joined(std::span<const Header> headers, std::string_view name, bool* present) {
@@ -99,7 +93,7 @@ bool parse_forwarded(std::string_view s, std::vector<Element>* out) {
     skip_ows();
     size_t key_start = i;
     while (i < s.size() && s[i] != '=' && s[i] != ';' && s[i] != ',') ++i;
-    std::string_view key = trim(s.substr(key_start, i - key_start));
+    std::string_view key = trim_ows(s.substr(key_start, i - key_start));
     if (key.empty() && i < s.size() && s[i] == ',') {  // An empty list element.
       ++i;
       continue;
@@ -192,7 +186,7 @@ Forwarded Forwarded::resolve(std::span<const Header> headers, const AddressSet& 
     std::string_view rest = xff;
     while (true) {
       size_t comma = rest.find(',');
-      std::string_view item = trim(rest.substr(0, comma));
+      std::string_view item = trim_ows(rest.substr(0, comma));
       if (!item.empty()) nodes.push_back(parse_node(item));
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);

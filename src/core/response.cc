@@ -44,6 +44,12 @@ bool iequals(std::string_view s, std::string_view lower_s) {
   return true;
 }
 
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 bool is_hop_by_hop(std::string_view name) {
   switch (name.size()) {
     case 2: return iequals(name, "te");

@@ -20,6 +20,9 @@ bool is_hop_by_hop(std::string_view name);
 // ASCII case-insensitive equality; `lower` must already be lower case.
 bool iequals(std::string_view s, std::string_view lower);
 
+// s without leading and trailing spaces and tabs (RFC 9110 5.6.3 OWS).
+std::string_view trim_ows(std::string_view s);
+
 // The reason phrase of the status codes the core answers by itself.
 std::string_view reason_phrase(int status);
 
