@@ -4,6 +4,7 @@ real keep-alive clients under load."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import re
@@ -362,6 +363,38 @@ def test_ttin_ttou_and_signals_without_default_actions(serve):
     state = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()[0]
     assert state in ("S", "R")  # not stopped (T)
     assert sorted(srv.worker_pids()) == sorted(pids)
+
+
+def test_a_worker_still_importing_the_app_survives_operator_signals(serve, tmp_path):
+    """HUP, USR1, USR2, TTIN, TTOU and WINCH reaching a worker before it has its
+    handlers (still importing the app, e.g. from `kill -SIG -PGID`) stay pending
+    instead of ending (HUP, USR1, USR2) or stopping (TTIN, TTOU) it."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    srv = serve(APP, env={"LIFECYCLE_BOOT_GATE": str(gate)})
+    (first,) = srv.worker_pids()
+    (tmp_path / "gate.armed").touch()
+    os.kill(srv.proc.pid, signal.SIGTTIN)
+    (booting,) = set(wait_for_children(srv, 2)) - {first}
+    deadline = time.monotonic() + 20
+    while True:  # the new worker is in the import once it has the FIFO open for reading
+        try:
+            writer = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as error:
+            assert error.errno == errno.ENXIO and time.monotonic() < deadline, error
+            time.sleep(0.02)
+    mark = len(srv.lines)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
+        os.kill(booting, sig)
+    os.close(writer)  # end of file: the import finishes
+    srv.wait_for(rf"Worker {booting} ready", start=mark)
+    state = Path(f"/proc/{booting}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert state in ("S", "R")  # not stopped (T)
+    assert sorted(srv.worker_pids()) == sorted([first, booting])
+    assert not any("exited" in line or "Booting worker" in line for line in srv.lines[mark:]), srv.log
+    for _ in range(10):
+        assert get(srv, "/")[0] == 200
 
 
 def test_usr1_reopens_the_log_file_after_it_was_moved(tmp_path):

@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "core/log.h"
+#include "core/operator_signals.h"
 
 namespace fulmen {
 namespace {
@@ -293,7 +294,11 @@ class Master {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != master_pid_) _exit(0);
       ::close(read_fd_);
-      pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+      // The master's mask again, but an operator's signal waits until the
+      // worker can act on it (core/operator_signals.h; Worker::run unblocks).
+      sigset_t boot = old_mask_;
+      for (int s : kOperatorSignals) sigaddset(&boot, s);
+      pthread_sigmask(SIG_SETMASK, &boot, nullptr);
       // The other workers' links were inherited; only this one is ours.
       WorkerLink* mine = link.release();
       for (auto& c : children_) c.link.reset();

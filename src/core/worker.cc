@@ -14,6 +14,7 @@
 #include <new>
 
 #include "core/log.h"
+#include "core/operator_signals.h"
 #include "core/response.h"
 
 namespace fulmen {
@@ -111,6 +112,10 @@ int Worker::run() {
   for (size_t i = 0; i < std::size(ignored); ++i)
     uv_signal_start(
         &sig_ignored_[i], [](uv_signal_t*, int) {}, ignored[i]);
+  // Every operator signal has its handler now: the ones that came while the
+  // application imported are delivered here (core/operator_signals.h).
+  sigset_t deferred = operator_signal_set();
+  pthread_sigmask(SIG_UNBLOCK, &deferred, nullptr);
   // The timer only wakes the loop once a second; the sweep itself runs in
   // the check phase, after the poll, so that a request that arrived while
   // the app ran is read before anything decides that its connection is idle

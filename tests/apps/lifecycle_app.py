@@ -6,6 +6,13 @@ import os
 import sys
 import time
 
+# A worker that boots while GATE.armed exists waits, still importing this
+# module, until the test writes to (and closes) the FIFO at GATE.
+_gate = os.environ.get("LIFECYCLE_BOOT_GATE")
+if _gate and os.path.exists(_gate + ".armed"):
+    with open(_gate, "rb") as _fifo:
+        _fifo.read()
+
 
 def _stuck_for_good() -> None:
     while True:  # a worker stuck in the application: only --timeout ends it
