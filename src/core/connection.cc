@@ -241,7 +241,9 @@ void Connection::process() {
   in_process_ = true;
   bool stop = false;
   bool batch = false;  // handler.batch_begin() was called
-  while (!stop && !closing_) {
+  // A stream that yielded for the loop turn's write (hold_block()) is
+  // pumped again only once its block has left (write_held()).
+  while (!stop && !closing_ && !resume_held_) {
     if (output_congested() && (!flush() || output_congested())) {
       // The socket takes no more for now: no new work until it drains.
       break;
@@ -377,9 +379,12 @@ void Connection::process() {
     }
   }
   in_process_ = false;
-  // The batch ends after the write, so what backed zero-copy output is
-  // released while the handler still holds its resource (the GIL).
-  if (!closing_ && flush()) {
+  // A response may wait for the end of the loop turn, to leave with the
+  // others' (core/send_batch.h). Otherwise the batch ends after the write,
+  // so what backed zero-copy output is released while the handler still
+  // holds its resource (the GIL).
+  if (!closing_ && !held_ && !out_.empty() && worker_.hold_output(this)) held_ = true;
+  if (!closing_ && !held_ && flush()) {
     compact_input();
     update_poll();
   }
@@ -387,6 +392,37 @@ void Connection::process() {
   // met a reset): nothing can be sent, and nothing watches the socket.
   if (dead_ && !closing_) close();
   if (batch) worker_.handler().batch_end();
+}
+
+bool Connection::write_held(bool resume) {
+  held_ = false;
+  bool yielded = resume_held_ && state_ == State::kStreaming;
+  resume_held_ = false;
+  if (yielded) pump_pending_ = true;          // Unless resumed below, writable pumps it.
+  if (closing_ || in_process_) return false;  // A process() under way ends with its own write.
+  if (!flush()) {
+    if (dead_ && !closing_) close();
+    return false;
+  }
+  if (yielded && resume && out_.empty()) return true;  // resume_stream() pumps it now.
+  compact_input();
+  update_poll();
+  return false;
+}
+
+void Connection::resume_stream() {
+  if (closing_) return;
+  pump_pending_ = false;
+  process();
+}
+
+bool Connection::hold_block() {
+  if (!held_) {
+    if (!worker_.hold_output(this)) return false;
+    held_ = true;
+  }
+  resume_held_ = true;
+  return true;
 }
 
 void Connection::fresh_exchange() {
@@ -732,7 +768,9 @@ bool Connection::advance_body(bool discard) {
 
 void Connection::dispatch() {
   state_ = State::kStreaming;  // "Responding" until the handler says otherwise.
+  uint64_t start = worker_.before_app_call();
   std::unique_ptr<ResponseStream> stream = worker_.handler().handle(*this, worker_.scratch_head());
+  worker_.after_app_call(start);
   if (closing_) return;
   if (state_ == State::kClosing || ex_.finished) {
     // The response is over (finished, or failed and aborted): a stream the
@@ -1376,6 +1414,10 @@ void Connection::close() {
   log_end();  // A request cut short (the client left, a deadline) is logged too.
   closing_ = true;
   dead_ = true;
+  if (held_) {
+    held_ = resume_held_ = false;
+    worker_.forget_held(this);
+  }
   // The thread serving our request finds its job cancelled; its result is
   // dropped (the job, shared, lives until the thread is done with it).
   drop_job();

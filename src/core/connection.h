@@ -127,6 +127,11 @@ class Connection final : public Exchange {
   // Writes what is queued now, without waiting (PEP 3333: a streamed block
   // is not delayed). Returns false when the client is gone.
   bool push() override;
+  // Instead of push() for a stream's block: true when the block may leave
+  // at the end of the loop turn with the other connections' output (the
+  // worker's SendBatch); the stream then yields, and is pumped again right
+  // after the write. False: push() it now.
+  bool hold_block() override;
   // True when enough output is queued that a stream should yield.
   bool output_congested() const override { return out_.size() > kHighWater; }
   // Writes all queued output, blocking up to send_timeout in total. For WSGI write().
@@ -147,6 +152,12 @@ class Connection final : public Exchange {
   void on_job();
   // Threaded mode: the pool has a slot again for the request that waits.
   void on_slot();
+  // The loop turn that held this connection's output is over (the worker's
+  // SendBatch): writes it, as process() would have. Returns true when a
+  // stream yielded for the write (hold_block()) and, with resume, is to be
+  // pumped now by resume_stream(); otherwise it is pumped on the next turn.
+  bool write_held(bool resume);
+  void resume_stream();
 
   static constexpr size_t kHighWater = 256 * 1024;
 
@@ -260,6 +271,8 @@ class Connection final : public Exchange {
   bool budget_wait_ = false;   // Reading waits for the worker's input budget.
   bool pump_pending_ = false;  // The stream yielded its turn: pump again when writable.
   bool slot_wait_ = false;     // A request waits for the thread pool (max_pending reached).
+  bool held_ = false;          // Output waits for the end of the loop turn (write_held()).
+  bool resume_held_ = false;   // The stream yielded for that write (hold_block()).
 
   Buffer in_;
   size_t pos_ = 0;  // Start of the next unparsed request in in_.

@@ -85,6 +85,11 @@ class Exchange {
   // Sends what is queued now, without waiting (PEP 3333: a streamed block
   // is not delayed). Returns false when the client is gone.
   virtual bool push() = 0;
+  // Asked instead of push() between a stream's blocks: true when this block
+  // may wait for the end of the loop turn, to leave with other responses;
+  // the producer then yields and is called again once it has left. False:
+  // push() it now.
+  virtual bool hold_block() { return false; }
   // True when enough output is queued that a producer should wait.
   virtual bool output_congested() const = 0;
   // Waits until the queued output has drained, up to send_timeout in total.

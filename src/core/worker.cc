@@ -51,8 +51,9 @@ Worker::Worker(const WorkerConfig& config, std::vector<int> listen_fds, Handler&
   uv_timer_init(&loop_, &grace_);
   uv_timer_init(&loop_, &wake_);
   uv_check_init(&loop_, &check_);
+  uv_prepare_init(&loop_, &prepare_);
   tick_.data = resume_.data = grace_.data = wake_.data = this;
-  check_.data = this;
+  check_.data = prepare_.data = this;
   uv_async_init(&loop_, &stop_async_, on_stop);
   uv_signal_init(&loop_, &sig_usr1_);
   stop_async_.data = sig_usr1_.data = this;
@@ -122,6 +123,7 @@ int Worker::run() {
   // (issue 13 item 1).
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   uv_check_start(&check_, on_check);
+  uv_prepare_start(&prepare_, on_prepare);
   next_sweep_ = clock_ms_.now_ms() + kTickMs;
   if (threads_) threads_->start();
   if (access_log_) {
@@ -340,8 +342,50 @@ void Worker::on_tick(uv_timer_t* /*timer*/) {
   // Nothing to do: waking the loop is the point (see run()).
 }
 
+void Worker::on_prepare(uv_prepare_t* prepare) {
+  static_cast<Worker*>(prepare->data)->batch_.open();
+}
+
+bool Worker::hold_output(Connection* c) {
+  return batch_.hold(c, uv_hrtime());
+}
+
+uint64_t Worker::before_app_call() {
+  uint64_t now = uv_hrtime();
+  if (batch_.due(now)) write_held(batch_.take_due(), false);
+  return now;
+}
+
+void Worker::after_app_call(uint64_t start_ns) {
+  batch_.app_call_took(uv_hrtime() - start_ns);
+}
+
+void Worker::write_held(std::vector<Connection*>& held, bool resume) {
+  // Every write first, then the streams that wait for theirs: a stream's
+  // next block runs app code, which the other writes need not wait for.
+  bool any = false;
+  for (Connection*& c : held) {
+    if (c != nullptr && !c->write_held(resume)) c = nullptr;
+    any = any || c != nullptr;
+  }
+  if (any)
+    for (Connection* c : held)
+      if (c != nullptr) c->resume_stream();
+  held.clear();
+}
+
 void Worker::on_check(uv_check_t* check) {
   auto* w = static_cast<Worker*>(check->data);
+  // The responses of this turn leave now, together (core/send_batch.h). On
+  // the loop thread's app, the handler's resource (the GIL) is taken once
+  // for all of them: what backed zero-copy bodies is released meanwhile.
+  std::vector<Connection*>& held = w->batch_.take();
+  if (!held.empty()) {
+    bool batch = w->threads_ == nullptr;
+    if (batch) w->handler_.batch_begin();
+    w->write_held(held, true);
+    if (batch) w->handler_.batch_end();
+  }
   uint64_t now = w->clock_ms_.now_ms();
   // The heartbeat: the loop came back. The tick wakes an idle loop once a
   // second, so no extra wake-up is needed for it.
@@ -522,7 +566,8 @@ void Worker::maybe_finish() {
   if (threads_) threads_->stop();  // Its async handle closes with the others.
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tick_), reinterpret_cast<uv_handle_t*>(&resume_),
                          reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&check_),
-                         reinterpret_cast<uv_handle_t*>(&grace_), reinterpret_cast<uv_handle_t*>(&sig_usr1_)})
+                         reinterpret_cast<uv_handle_t*>(&prepare_), reinterpret_cast<uv_handle_t*>(&grace_),
+                         reinterpret_cast<uv_handle_t*>(&sig_usr1_)})
     uv_close(h, nullptr);
   for (auto& w : watches_)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(w.get())))

@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/monotonic_clock.h"
 #include "core/parser.h"
+#include "core/send_batch.h"
 #include "core/static_files.h"
 #include "core/thread_pool.h"
 #include "core/worker_link.h"
@@ -178,6 +179,17 @@ class Worker {
   // Runs the deadline sweep now (it also runs once a second, after the poll).
   void sweep();
 
+  // ---- One write per loop turn (core/send_batch.h).
+  // True: c's response waits for the end of this loop turn (the worker then
+  // calls c.write_held()); false: c writes it now.
+  bool hold_output(Connection* c);
+  void forget_held(Connection* c) { batch_.forget(c); }
+  // Around each app call on the loop thread: writes what waited too long
+  // before, and feeds the call's duration to the batch's average after.
+  // before_app_call returns the time it read, to pass to after_app_call.
+  uint64_t before_app_call();
+  void after_app_call(uint64_t start_ns);
+
   // ---- Threaded mode (config().threads > 1, issue 10).
   // The pool, or nullptr when the app runs on the loop thread.
   ThreadPool* threads() { return threads_.get(); }
@@ -203,6 +215,10 @@ class Worker {
   static void on_accept(uv_poll_t* handle, int status, int events);
   static void on_tick(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
+  static void on_prepare(uv_prepare_t* prepare);
+  // Writes the held connections' output; with resume, then pumps the
+  // streams that yielded for it (Connection::hold_block()).
+  void write_held(std::vector<Connection*>& held, bool resume);
   static void on_wake(uv_timer_t* timer);
   static void on_resume(uv_timer_t* timer);
   static void on_stop_signal(int signum);  // A raw signal handler: async-signal-safe only.
@@ -240,6 +256,8 @@ class Worker {
   int64_t common_second_ = -1;  // The second common_ was built for.
   uv_timer_t tick_;
   uv_check_t check_;
+  uv_prepare_t prepare_;
+  SendBatch batch_;
   uv_timer_t wake_;
   uint64_t next_sweep_ = 0;
   size_t budget_used_ = 0;

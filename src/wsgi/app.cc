@@ -183,6 +183,9 @@ class Stream final : public ResponseStream {
       // An empty block sends nothing, not even the head (PEP 3333: headers
       // go with the first non-empty block), so the next one is asked for.
       if (!call.head_sent) continue;
+      // The block may leave with the loop turn's other responses; the next
+      // one is asked for once it has (PEP 3333: no block waits for the next).
+      if (c.hold_block()) return false;
       if (!c.push() || c.output_congested() || ++blocks >= kBlocksPerPump) return false;
     }
   }

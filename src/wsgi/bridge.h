@@ -336,8 +336,12 @@ class App final : public Handler {
   void thread_end() override { Gil::thread_end(); }
   void thread_idle() override { Gil::let_go(); }
   // The GIL is held across a pipelined batch instead of per request.
-  void batch_begin() override { batch_gil_.emplace(); }
-  void batch_end() override { batch_gil_.reset(); }
+  void batch_begin() override {
+    if (batch_depth_++ == 0) batch_gil_.emplace();
+  }
+  void batch_end() override {
+    if (--batch_depth_ == 0) batch_gil_.reset();
+  }
 
   // Writes the response head from call's status and headers (or the script
   // mode default). Returns false with a Python exception when the app never
@@ -386,6 +390,7 @@ class App final : public Handler {
   std::mutex free_mu_;
   std::vector<std::unique_ptr<Call>> free_calls_;
   std::optional<Gil::Acquire> batch_gil_;
+  int batch_depth_ = 0;  // batch_begin() calls not yet ended (they nest).
   std::atomic<bool> hop_by_hop_logged_{false};
 };
 
