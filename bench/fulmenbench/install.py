@@ -1,0 +1,125 @@
+"""bench/.venv: the peers from PyPI, each installed on its own, and fulmen from this repository."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .common import BUILD, INSTALL_STATE, REPO, VENV, tail
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str  # the distribution name (pip install NAME)
+    hint: str = ""  # shown when it fails to install
+    alternative: str | None = None  # tried when this one fails
+
+
+PEERS = [
+    Peer("gunicorn"),
+    Peer("granian"),
+    Peer("bjoern", hint="bjoern builds against libev: apt-get install libev-dev"),
+    Peer("fastpysgi", alternative="fastwsgi"),
+    Peer("waitress"),
+    Peer("uwsgi", hint="uWSGI compiles from source: needs cc and the Python headers"),
+    Peer("flask"),
+    Peer("whitenoise"),
+    Peer("matplotlib", hint="needed for the PNG plots only"),
+]
+
+
+def source_hash() -> str:
+    """A hash of what a fulmen build is made of: reinstall when it changes."""
+    digest = hashlib.sha256()
+    roots = [REPO / "src", REPO / "python", REPO / "CMakeLists.txt", REPO / "pyproject.toml"]
+    for root in roots:
+        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in paths:
+            if "__pycache__" in path.parts or not path.exists():
+                continue
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def setup_venv(args: argparse.Namespace) -> dict[str, Any]:
+    """Create bench/.venv, install the peers and fulmen; return the install report."""
+    python = VENV / "bin" / "python"
+    if args.recreate_venv and VENV.exists():
+        shutil.rmtree(VENV)
+    if not python.exists():
+        print(f"bench: creating {VENV.relative_to(REPO)} with {sys.executable} ({platform.python_version()})")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=False)
+    state: dict[str, Any] = json.loads(INSTALL_STATE.read_text()) if INSTALL_STATE.exists() else {}
+    installed = installed_versions(python)
+
+    def pip_install(*spec: str) -> tuple[bool, str]:
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *spec],
+            capture_output=True,
+            text=True,
+        )
+        return proc.returncode == 0, proc.stdout + proc.stderr
+
+    for peer in PEERS:
+        names = [peer.name] + ([peer.alternative] if peer.alternative else [])
+        if any(n in installed for n in names):
+            continue
+        record = state.get(peer.name)
+        if record and not record["ok"] and not args.reinstall:
+            continue  # failed before: reported from the cache; --reinstall tries again
+        errors = []
+        for name in names:
+            print(f"bench: pip install {name} ...", flush=True)
+            ok, output = pip_install(name)
+            if ok:
+                break
+            errors.append(f"{name}: {tail(output, 15)}")
+            print(f"bench: {name} failed to install" + (f" ({peer.hint})" if peer.hint else ""), flush=True)
+        state[peer.name] = {
+            "ok": ok,
+            "error": None if ok else "\n\n".join(errors),
+            "hint": peer.hint,
+            "when": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+
+    digest = source_hash()
+    record = state.get("fulmen") or {}
+    if args.reinstall or record.get("source_hash") != digest or "fulmen" not in installed:
+        print(f"bench: building and installing fulmen from {REPO} (source {digest}) ...", flush=True)
+        ok, output = pip_install(
+            "--force-reinstall",
+            "--no-deps",
+            # A build folder of its own, not the repo's build/, which others use.
+            "--config-settings=build-dir=" + str(BUILD / "fulmen-{wheel_tag}"),
+            str(REPO),
+        )
+        state["fulmen"] = {
+            "ok": ok,
+            "source_hash": digest if ok else None,
+            "error": None if ok else tail(output, 30),
+            "hint": "fulmen needs libuv (apt-get install libuv1-dev pkg-config) and cmake",
+            "when": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        if not ok:
+            print("bench: fulmen failed to build:\n" + tail(output, 30), flush=True)
+    INSTALL_STATE.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def installed_versions(python: Path | str) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json;"
+        "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    )
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {}
