@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: cannot pin to CPU {args.client_cpu}: {error}", flush=True)
     prepare_files()
     prepare_static_files()
+    for name in args.scenarios:
+        prepare = SCENARIOS[name].prepare
+        if prepare is not None:
+            prepare()
 
     outcome = run_all(args, install)
     path = save(args, outcome, install, command, started)

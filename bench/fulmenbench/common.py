@@ -18,6 +18,8 @@ IN_VENV_FLAG = "FULMEN_BENCH_IN_VENV"
 HOST = "127.0.0.1"
 HELLO = b"Hello, World!"
 SCRIPT_HELLO = b"hello world!"
+TEN_K = b"x" * 10240
+ONE_MIB = bytes(range(256)) * 4096
 
 
 def tail(text: str, lines: int = 12) -> str:

@@ -22,6 +22,7 @@ class Peer:
     name: str  # the distribution name (pip install NAME)
     hint: str = ""  # shown when it fails to install
     alternative: str | None = None  # tried when this one fails
+    spec: str | None = None  # what pip is given, when not just the name (a version range)
 
 
 PEERS = [
@@ -32,6 +33,7 @@ PEERS = [
     Peer("waitress"),
     Peer("uwsgi", hint="uWSGI compiles from source: needs cc and the Python headers"),
     Peer("flask"),
+    Peer("django", spec="django>=5,<6", hint="the django scenarios' framework"),
     Peer("whitenoise"),
     Peer("matplotlib", hint="needed for the PNG plots only"),
 ]
@@ -79,8 +81,9 @@ def setup_venv(args: argparse.Namespace) -> dict[str, Any]:
             continue  # failed before: reported from the cache; --reinstall tries again
         errors = []
         for name in names:
-            print(f"bench: pip install {name} ...", flush=True)
-            ok, output = pip_install(name)
+            spec = peer.spec if name == peer.name and peer.spec else name
+            print(f"bench: pip install {spec} ...", flush=True)
+            ok, output = pip_install(spec)
             if ok:
                 break
             errors.append(f"{name}: {tail(output, 15)}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .common import HELLO
+from .common import DATA, HELLO, ONE_MIB, TEN_K
+from .prepare import prepare_django_db, write_file
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Scenario:
     describe: str  # shown by --list and as the report's section title
     groups: frozenset[str]  # "wsgi": every WSGI server; "plain": needs no Python; ...
     cases: Callable[[str, argparse.Namespace], list[Case]]
+    prepare: Callable[[], None] | None = None  # makes what it needs in bench/.data, before any server starts
 
 
 def one(
@@ -63,6 +66,47 @@ def check_json(data: bytes) -> None:
     json.loads(data)
 
 
+DJANGO_ITEMS = 20  # the rows of bench/.data/django.sqlite3 (apps/benchdjango/prepare.py)
+_ITEM_ROW = re.compile(rb'<tr class="item (?:odd|even)"><td>(\d+)</td><td>(item-\d+)</td>')
+
+
+def check_items(data: bytes) -> None:
+    """django-heavy: the page lists every row of the table, in order, in 2 to 5 KiB of HTML."""
+    rows = _ITEM_ROW.findall(data)
+    expected = [(str(i).encode(), f"item-{i:02d}".encode()) for i in range(1, DJANGO_ITEMS + 1)]
+    if rows != expected:
+        raise ValueError(f"probe GET /items: {len(rows)} item rows in {len(data)} bytes, expected {DJANGO_ITEMS}")
+    if not 2048 <= len(data) <= 5120:
+        raise ValueError(f"probe GET /items: {len(data)} bytes, expected 2 to 5 KiB")
+
+
+def _api_request() -> tuple[bytes, dict[str, int]]:
+    """flask-json-post's body, a JSON object of exactly 10 KiB, and the answer it must get."""
+    items: list[dict[str, object]] = []
+    while True:
+        item = {"id": len(items) + 1, "name": f"item-{len(items) + 1:04d}", "qty": len(items) % 10}
+        if len(json.dumps({"items": [*items, item], "note": ""}, separators=(",", ":"))) > 10240:
+            break
+        items.append(item)
+    base = len(json.dumps({"items": items, "note": ""}, separators=(",", ":")))
+    body = json.dumps({"items": items, "note": "x" * (10240 - base)}, separators=(",", ":")).encode()
+    return body, {"count": len(items), "total": sum(int(i["qty"]) for i in items)}  # type: ignore[call-overload]
+
+
+API_BODY, API_ANSWER = _api_request()
+API_BODY_FILE = DATA / "api.json"  # what wrk/post_json.lua sends
+
+
+def check_api(data: bytes) -> None:
+    if json.loads(data) != API_ANSWER:
+        raise ValueError(f"probe POST /api: {data[:80]!r}, expected {json.dumps(API_ANSWER)}")
+
+
+def prepare_api_body() -> None:
+    DATA.mkdir(exist_ok=True)
+    write_file(API_BODY_FILE, API_BODY)
+
+
 def sweep_cases(name: str, args: argparse.Namespace) -> list[Case]:
     return [Case(name, f"sweep-c{n}", "/", n, expect=HELLO) for n in args.sweep]
 
@@ -78,8 +122,6 @@ def ab_cases(name: str, args: argparse.Namespace) -> list[Case]:
 
 STATIC_SMALL = "/static/hello.txt"
 STATIC_BIG = "/static/1mb.bin"
-ONE_MIB = bytes(range(256)) * 4096
-TEN_K = b"x" * 10240
 
 
 def static_cases(name: str, args: argparse.Namespace) -> list[Case]:
@@ -132,6 +174,36 @@ SCENARIOS: dict[str, Scenario] = {
             "GET / of a one-route Flask app (apps/flask_app.py), keep-alive",
             _groups(WSGI),
             one("/", app="flask_app", expect=HELLO),
+        ),
+        Scenario(
+            "flask-json-post",
+            "POST /api, 10 KiB of JSON to a Flask API (apps/flask_api.py): get_json, a sum, jsonify; keep-alive "
+            "(wrk/post_json.lua)",
+            _groups(WSGI),
+            one(
+                "/api",
+                app="flask_api",
+                method="POST",
+                lua="post_json.lua",
+                body=API_BODY,
+                probe_headers=(("Content-Type", "application/json"),),
+                check=check_api,
+            ),
+            prepare=prepare_api_body,
+        ),
+        Scenario(
+            "django",
+            "GET / of a Django 5 project (apps/django_app.py): a 13-byte view behind CommonMiddleware, keep-alive",
+            _groups(WSGI),
+            one("/", app="django_app", expect=HELLO),
+        ),
+        Scenario(
+            "django-heavy",
+            "GET /items of the Django project: an ORM query of 20 sqlite rows, a template loop (3.5 KiB of HTML), "
+            "keep-alive",
+            _groups(WSGI),
+            one("/items", app="django_app", check=check_items),
+            prepare=prepare_django_db,
         ),
         Scenario(
             "file",
