@@ -6,7 +6,9 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,12 +25,13 @@ class Peer:
     hint: str = ""  # shown when it fails to install
     alternative: str | None = None  # tried when this one fails
     spec: str | None = None  # what pip is given, when not just the name (a version range)
+    apt: str | None = None  # the Debian package it builds against: installed first when missing
 
 
 PEERS = [
     Peer("gunicorn"),
     Peer("granian"),
-    Peer("bjoern", hint="bjoern builds against libev: apt-get install libev-dev"),
+    Peer("bjoern", hint="bjoern builds against libev: apt-get install libev-dev", apt="libev-dev"),
     Peer("fastpysgi", alternative="fastwsgi"),
     Peer("waitress"),
     Peer("uwsgi", hint="uWSGI compiles from source: needs cc and the Python headers"),
@@ -37,6 +40,52 @@ PEERS = [
     Peer("whitenoise"),
     Peer("matplotlib", hint="needed for the PNG plots only"),
 ]
+
+
+def apt_missing(package: str) -> bool:
+    """Whether dpkg says the package is not installed (False where there is no dpkg: pip will tell)."""
+    if shutil.which("dpkg-query") is None:
+        return False
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return not (proc.returncode == 0 and proc.stdout.strip().endswith(" installed"))
+
+
+def apt_install(package: str, needed_by: str) -> bool:
+    """apt-get install the package as root or through passwordless sudo, saying so; True if it is there now.
+
+    Where neither is possible it prints the command to run and returns False:
+    the peer that needs it is then reported as not installed, and the rest run.
+    """
+    command = ["apt-get", "install", "-y", package]
+    if os.geteuid() == 0:
+        prefix: list[str] = []
+    elif shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        prefix = ["sudo", "-n"]
+    else:
+        print(
+            f"bench: {needed_by} needs {package}, and this is neither root nor passwordless sudo: to measure "
+            f"{needed_by}, run `sudo {shlex.join(command)}`, and the next run installs it",
+            flush=True,
+        )
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # An empty or stale package list (a fresh machine) fails the install: update it and try once more.
+    for attempt in ([], ["apt-get", "update", "-q"]):
+        if attempt:
+            print(f"bench: {shlex.join(prefix + attempt)} ...", flush=True)
+            subprocess.run([*prefix, "env", "DEBIAN_FRONTEND=noninteractive", *attempt], capture_output=True, env=env)
+        print(f"bench: {needed_by} needs {package}: {shlex.join(prefix + command)} ...", flush=True)
+        proc = subprocess.run(
+            [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", *command], capture_output=True, text=True, env=env
+        )
+        if proc.returncode == 0 and not apt_missing(package):
+            return True
+    print(
+        f"bench: {shlex.join(prefix + command)} failed; {needed_by} will be reported as not installed:\n"
+        + tail(proc.stdout + proc.stderr, 8),
+        flush=True,
+    )
+    return False
 
 
 def source_hash() -> str:
@@ -77,7 +126,11 @@ def setup_venv(args: argparse.Namespace) -> dict[str, Any]:
         if any(n in installed for n in names):
             continue
         record = state.get(peer.name)
-        if record and not record["ok"] and not args.reinstall:
+        installed_now = bool(peer.apt) and apt_missing(peer.apt) and apt_install(peer.apt, peer.name)
+        missing = peer.apt if peer.apt and apt_missing(peer.apt) else None
+        # A failure for want of a system package that is there now is not kept.
+        stale = bool(record) and not missing and (installed_now or bool(record.get("missing")))
+        if record and not record["ok"] and not args.reinstall and not stale:
             continue  # failed before: reported from the cache; --reinstall tries again
         errors = []
         for name in names:
@@ -92,6 +145,7 @@ def setup_venv(args: argparse.Namespace) -> dict[str, Any]:
             "ok": ok,
             "error": None if ok else "\n\n".join(errors),
             "hint": peer.hint,
+            "missing": None if ok else missing,
             "when": _dt.datetime.now().isoformat(timespec="seconds"),
         }
 
