@@ -164,25 +164,8 @@ def _fulmen_static(l: Launch) -> list[str]:
 
 
 def _granian_static(l: Launch) -> list[str]:
-    return [
-        str(l.bin / "granian"),
-        "--interface",
-        "wsgi",
-        "--host",
-        HOST,
-        "--port",
-        str(l.port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-ws",
-        "--static-path-route",
-        "/static",
-        "--static-path-mount",
-        _static_dir(),
-        _target(l),
-    ]
+    cmd = _granian()(l)
+    return [*cmd[:-1], "--static-path-route", "/static", "--static-path-mount", _static_dir(), cmd[-1]]
 
 
 SERVERS: list[Server] = [
