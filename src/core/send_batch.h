@@ -39,9 +39,7 @@ class SendBatch {
   // until open(). The list stays valid until the next take().
   std::vector<Connection*>& take() {
     open_ = false;
-    taken_.swap(held_);
-    held_.clear();
-    return taken_;
+    return take_due();
   }
 
   // Returns true when c's output may wait for the end of the turn (c is then
@@ -63,6 +61,7 @@ class SendBatch {
   // Before an app call on the loop thread: true when what is held has waited
   // long enough and must be written first.
   bool due(uint64_t now_ns) const { return !held_.empty() && now_ns - oldest_ns_ >= kMaxHoldNs; }
+  // What is held, as take() returns it, leaving the batch open.
   std::vector<Connection*>& take_due() {
     taken_.swap(held_);
     held_.clear();

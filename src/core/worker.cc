@@ -363,14 +363,10 @@ void Worker::after_app_call(uint64_t start_ns) {
 void Worker::write_held(std::vector<Connection*>& held, bool resume) {
   // Every write first, then the streams that wait for theirs: a stream's
   // next block runs app code, which the other writes need not wait for.
-  bool any = false;
-  for (Connection*& c : held) {
+  for (Connection*& c : held)
     if (c != nullptr && !c->write_held(resume)) c = nullptr;
-    any = any || c != nullptr;
-  }
-  if (any)
-    for (Connection* c : held)
-      if (c != nullptr) c->resume_stream();
+  for (Connection* c : held)
+    if (c != nullptr) c->resume_stream();
   held.clear();
 }
 
