@@ -174,8 +174,16 @@ def test_workers_run_as_user_and_group(serve, shared_dir: Path) -> None:
     while len(srv.worker_pids()) < 2 or workers[0] in srv.worker_pids():
         assert time.monotonic() < deadline, srv.log
         time.sleep(0.02)
+    # The new worker is forked by root and switches user as its first step: wait for that
+    # step (read in the window right after the fork, under ASan, it was still root).
+    (replacement,) = [pid for pid in srv.worker_pids() if pid not in workers]
+    while proc_status(replacement)["Uid"].split() != [str(NOBODY.pw_uid)] * 4:
+        assert time.monotonic() < deadline, srv.log
+        time.sleep(0.02)
     for pid in srv.worker_pids():
-        assert proc_status(pid)["Uid"].split()[0] == str(NOBODY.pw_uid)
+        status = proc_status(pid)
+        assert status["Uid"].split() == [str(NOBODY.pw_uid)] * 4
+        assert status["Groups"].strip() == ""
 
 
 @needs_root

@@ -1,6 +1,6 @@
 """One write per loop turn (core/send_batch.h): responses completed in one loop turn leave
 together. Many keep-alive connections at once, each answer checked against its own request
-(list bodies, generator bodies, pipelined), and a stream whose next block waits for the
+(list bodies, generator bodies, bodies that declare their length, pipelined), and a stream whose next block waits for the
 client: its first block must still leave while other connections keep being answered."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import socket
 import threading
 import time
 
-from conftest import read_response
+from conftest import read_response, recv_until_closed
 
 APP = "batch_app:application"
+# A list, a generator, and the two shapes that declare their length (finished in one call).
+KINDS = ["/list", "/gen", "/gen-cl", "/closing"]
 
 
 def _client(port: int, n: int, requests: int, failures: list[str]) -> None:
@@ -19,8 +21,8 @@ def _client(port: int, n: int, requests: int, failures: list[str]) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             done = 0
             while done < requests:
-                # Two or three requests in one write (pipelined), alternating list and generator bodies.
-                batch = [(f"/{'list' if (done + k) % 2 else 'gen'}", f"c{n}r{done + k}") for k in range(2 + n % 2)]
+                # Two or three requests in one write (pipelined), each kind of body in turn.
+                batch = [(KINDS[(done + k) % len(KINDS)], f"c{n}r{done + k}") for k in range(2 + n % 2)]
                 s.sendall(b"".join(f"GET {p}?tag={t} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p, t in batch))
                 for _path, tag in batch:
                     status, _headers, body, _ = read_response(s)
@@ -78,3 +80,48 @@ def test_a_streams_first_block_leaves_while_others_are_served(serve, tmp_path):
         for t in threads:
             t.join(30)
     assert failures == []
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        status, _headers, body, _ = read_response(s)
+        return status, body
+
+
+def test_every_iterable_that_declares_its_length_is_closed_once(serve):
+    """The end of a body that fills its Content-Length is asked for in the same call
+    (app.cc): each iterable is still closed exactly once, across many connections."""
+    srv = serve(APP)
+    failures: list[str] = []
+    threads = [threading.Thread(target=_client, args=(srv.port, n, 60, failures)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    # _client sends whole writes of 2 or 3 requests: 60 each here.
+    kinds = [KINDS[i % len(KINDS)] for n in range(8) for i in range(_sent(60, 2 + n % 2))]
+    closers = sum(k in ("/gen-cl", "/closing") for k in kinds)
+    assert _get(srv.port, "/closed") == (200, str(closers).encode())
+
+
+def _sent(requests: int, per_write: int) -> int:
+    """How many requests _client sends: whole writes until at least `requests`."""
+    return -(-requests // per_write) * per_write
+
+
+def test_a_body_past_its_content_length_stops_the_iterable(serve):
+    """An endless generator that goes on past its Content-Length: the client gets the
+    declared bytes and then the close; the generator is not asked for more (it is closed),
+    and the worker goes on serving others."""
+    srv = serve(APP)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /overlong HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _headers, body, rest = read_response(s)
+        assert (status, body, rest) == (200, b"12345", b"")
+        assert recv_until_closed(s) == b""  # then the close: nothing past the declared length
+    assert _get(srv.port, "/list?tag=next") == (200, b"next")
+    assert _get(srv.port, "/closed") == (200, b"1")
+    assert "longer than its Content-Length" in srv.log

@@ -425,6 +425,11 @@ bool Connection::hold_block() {
   return true;
 }
 
+bool Connection::may_end_before_write() const {
+  if (ex_.no_body || ex_.declared_length < 0 || ex_.body_sent < ex_.declared_length) return false;
+  return held_ || worker_.may_hold_output();
+}
+
 void Connection::fresh_exchange() {
   ex_.stream.reset();
   ex_ = ExchangeState();
@@ -1166,6 +1171,7 @@ void Connection::queue_body(const char* data, size_t len, const Releaser* ref, i
       log(LogLevel::kWarning, "response body longer than its Content-Length; truncated");
       len = static_cast<size_t>(std::max<int64_t>(left, 0));
       ex_.keep_alive = false;
+      ex_.overrun = true;
       if (len == 0) {
         if (ref) (*ref)();
         return;

@@ -132,6 +132,8 @@ class Connection final : public Exchange {
   // worker's SendBatch); the stream then yields, and is pumped again right
   // after the write. False: push() it now.
   bool hold_block() override;
+  bool may_end_before_write() const override;
+  bool body_overrun() const override { return ex_.overrun; }
   // True when enough output is queued that a stream should yield.
   bool output_congested() const override { return out_.size() > kHighWater; }
   // Writes all queued output, blocking up to send_timeout in total. For WSGI write().
@@ -194,6 +196,7 @@ class Connection final : public Exchange {
     int status = 0;
     int64_t declared_length = -1;  // Content-Length from the app
     int64_t body_sent = 0;
+    bool overrun = false;  // Body offered past declared_length (dropped).
     std::unique_ptr<ResponseStream> stream;
   };
 

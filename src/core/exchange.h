@@ -90,6 +90,15 @@ class Exchange {
   // the producer then yields and is called again once it has left. False:
   // push() it now.
   virtual bool hold_block() { return false; }
+  // True when the body queued so far reaches the response's Content-Length
+  // and the response may wait for the end of the loop turn anyway: the
+  // iterable's next item can only be its end, so the producer may ask for it
+  // before the body leaves (one call instead of a yield and a resume).
+  virtual bool may_end_before_write() const { return false; }
+  // True once the app offered body past its Content-Length (the excess was
+  // dropped and the connection ends after this response): a producer stops
+  // asking for more, so an endless iterable does not spin the worker.
+  virtual bool body_overrun() const { return false; }
   // True when enough output is queued that a producer should wait.
   virtual bool output_congested() const = 0;
   // Waits until the queued output has drained, up to send_timeout in total.

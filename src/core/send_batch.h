@@ -42,10 +42,12 @@ class SendBatch {
     return take_due();
   }
 
+  // Whether output may wait for the end of the turn now (what hold() answers).
+  bool may_hold() const { return open_ && call_avg_ns_ < kFastCallNs; }
   // Returns true when c's output may wait for the end of the turn (c is then
   // held), false when c must write it now.
   bool hold(Connection* c, uint64_t now_ns) {
-    if (!open_ || call_avg_ns_ >= kFastCallNs) return false;
+    if (!may_hold()) return false;
     if (held_.empty()) oldest_ns_ = now_ns;
     held_.push_back(c);
     return true;

@@ -183,6 +183,7 @@ class Worker {
   // True: c's response waits for the end of this loop turn (the worker then
   // calls c.write_held()); false: c writes it now.
   bool hold_output(Connection* c);
+  bool may_hold_output() const { return batch_.may_hold(); }  // What hold_output() would answer.
   void forget_held(Connection* c) { batch_.forget(c); }
   // Around each app call on the loop thread: writes what waited too long
   // before, and feeds the call's duration to the batch's average after.

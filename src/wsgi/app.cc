@@ -180,9 +180,21 @@ class Stream final : public ResponseStream {
         app_->fail(call, "Error in the response body of");
         return true;
       }
+      if (c.body_overrun()) {  // Past its Content-Length: the rest is not asked for.
+        app_->finish(call);
+        return true;
+      }
       // An empty block sends nothing, not even the head (PEP 3333: headers
       // go with the first non-empty block), so the next one is asked for.
       if (!call.head_sent) continue;
+      // All of a declared Content-Length is queued (Flask's and Django's
+      // one-block bodies): the next item is the end, asked for now so the
+      // response finishes in this call and leaves with the turn's others. Once
+      // only: an iterable that goes on past its length is served as any stream.
+      if (!end_asked_ && c.may_end_before_write()) {
+        end_asked_ = true;
+        continue;
+      }
       // The block may leave with the loop turn's other responses; the next
       // one is asked for once it has (PEP 3333: no block waits for the next).
       if (c.hold_block()) return false;
@@ -215,7 +227,8 @@ class Stream final : public ResponseStream {
   CallPtr call_;
   PyRef result_;
   PyRef iter_;
-  bool advanced_ = false;  // The iterator was asked for an item.
+  bool advanced_ = false;   // The iterator was asked for an item.
+  bool end_asked_ = false;  // The item after the declared length was asked for at once.
 };
 
 constexpr size_t kMaxFreeCalls = 16;
