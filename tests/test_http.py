@@ -45,6 +45,51 @@ def test_connection_close_from_client(srv):
         assert data.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in data
 
 
+def _server_side_inode(server_port: int, client_port: int) -> int | None:
+    """The inode of the server's end of a loopback TCP connection (0 once the server has
+    closed its descriptor: the kernel keeps the orphaned socket), None when it is gone."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+                if int(local, 16) == server_port and int(remote, 16) == client_port:
+                    return int(fields[9])
+    return None
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_a_consumed_request_with_close_is_closed_at_once(srv, version):
+    """A client that sent "Connection: close" sends nothing more (RFC 9112 9.6): once its
+    request is consumed, the close is a full close, and the server's descriptor is gone when
+    the client sees the end, instead of a half-close that waits for the client's FIN (a poll,
+    a read and the wait for the client, on every connection)."""
+    with srv.connect() as s:
+        s.sendall(f"GET / HTTP/{version}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = recv_until_closed(s)  # the server's FIN has arrived; ours is not sent
+        assert data.count(b" 200 OK") == 1
+        assert _server_side_inode(srv.port, s.getsockname()[1]) == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Input past the request is already there: a request pipelined after the close.
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /again HTTP/1.1\r\nHost: x\r\n\r\n",
+        # HTTP/1.0 closes by default but promised nothing: more may still be on its way.
+        b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_other_closes_still_linger(srv, raw):
+    """Any other close half-closes and drains until the client's FIN (no reset that could
+    destroy the answer): the server still holds its descriptor when the client sees the end."""
+    with srv.connect() as s:
+        s.sendall(raw)
+        data = recv_until_closed(s)
+        assert data.count(b"HTTP/1.1 ") == 1
+        assert _server_side_inode(srv.port, s.getsockname()[1]) not in (0, None)
+
+
 def test_pipelined_requests_answered_in_order_in_one_write(srv):
     reqs = b"".join(f"GET /status?{200 + i}+X HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(16))
     with srv.connect() as s:

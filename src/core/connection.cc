@@ -451,6 +451,7 @@ bool Connection::begin_exchange(int head_len) {
   // --keepalive-timeout 0 turns keep-alive off: every response says
   // "Connection: close" and the connection ends after it (issue 13 item 6).
   ex_.keep_alive = head_.keep_alive && worker_.config().keepalive_ms > 0;
+  ex_.client_close = head_.client_close;
   ex_.head_start = pos_;
   ex_.head_len = static_cast<size_t>(head_len);
   ex_.body_rd = ex_.body_wr = ex_.raw_rd = pos_ + ex_.head_len;
@@ -954,6 +955,12 @@ void Connection::end_exchange() {
   // the connection stays, and the client's next request is answered with
   // "Connection: close" instead of being reset (issue 8).
   if (!ex_.keep_alive || ex_.body_error || drained_eof) {
+    // A client that said "Connection: close" sends nothing after this
+    // request (RFC 9112 9.6): once it is consumed, only input already here
+    // makes the close linger (flush()). Any other close lingers, since more
+    // may be in flight (an HTTP/1.0 client that pipelines, a server-side
+    // close), and a close over unread input would reset the answer.
+    if (ex_.client_close && ex_.body_done && !ex_.body_error) pos_ = ex_.raw_rd;
     state_ = State::kClosing;
     return;
   }

@@ -173,6 +173,7 @@ class Connection final : public Exchange {
     bool connect = false;  // A CONNECT request.
     bool tunnel = false;   // A 2xx answer to CONNECT: no framing headers, close-delimited (RFC 9110 9.3.6).
     bool keep_alive = true;
+    bool client_close = false;  // The client said "Connection: close".
     bool expect_continue = false;
     bool continue_sent = false;
     bool reparse = false;  // The head must be parsed again before dispatch.

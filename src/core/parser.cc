@@ -528,6 +528,7 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
   out->content_length = 0;
   out->chunked = false;
   out->keep_alive = true;
+  out->client_close = false;
   out->expect_continue = false;
 
   const auto* s = reinterpret_cast<const unsigned char*>(buf);
@@ -657,6 +658,7 @@ int parse_request(const char* buf, size_t len, RequestHead* out, const ParserLim
   // "close" always wins. After a 2xx to CONNECT the connection is a tunnel
   // (RFC 9112 6.3 (2), RFC 9110 9.3.6), which this server does not provide:
   // whatever the answer, nothing after a CONNECT is read as HTTP.
+  out->client_close = st.conn_close;
   if (st.conn_close || out->target_form == TargetForm::kAuthority) {
     out->keep_alive = false;
   } else {

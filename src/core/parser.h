@@ -52,6 +52,7 @@ struct RequestHead {
   uint64_t content_length = 0;
   bool chunked = false;          // Transfer-Encoding ends with chunked
   bool keep_alive = true;        // after Connection tokens and version defaults; false for CONNECT
+  bool client_close = false;     // "Connection: close" was sent: no request follows (RFC 9112 9.6)
   bool expect_continue = false;  // Expect: 100-continue
   // The request's authority (RFC 9112 3.3): for absolute-form and
   // authority-form the target's authority (userinfo is refused), whatever the

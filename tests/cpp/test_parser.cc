@@ -119,6 +119,7 @@ struct Want {
   std::optional<uint64_t> cl = std::nullopt;
   std::optional<bool> chunked = std::nullopt;
   std::optional<bool> keep_alive = std::nullopt;
+  std::optional<bool> client_close = std::nullopt;
   std::optional<bool> expect = std::nullopt;
   std::optional<std::vector<Hdr>> headers = std::nullopt;
 };
@@ -160,6 +161,7 @@ void expect_ok(std::string_view in, const Want& w = {}, const ParserLimits& lim 
   if (w.cl) CHECK_EQ(h.content_length, *w.cl) << ctx;
   if (w.chunked) CHECK_EQ(h.chunked, *w.chunked) << ctx;
   if (w.keep_alive) CHECK_EQ(h.keep_alive, *w.keep_alive) << ctx;
+  if (w.client_close) CHECK_EQ(h.client_close, *w.client_close) << ctx;
   if (w.expect) CHECK_EQ(h.expect_continue, *w.expect) << ctx;
   if (w.headers) {
     CHECK_EQ(h.num_headers, w.headers->size()) << ctx;
@@ -741,14 +743,18 @@ TEST(transfer_encoding_unsupported) {
 TEST(connection) {
   const auto v11 = [](const std::string& f) { return "GET / HTTP/1.1\r\nHost: a\r\n" + f + "\r\n"; };
   const auto v10 = [](const std::string& f) { return "GET / HTTP/1.0\r\n" + f + "\r\n"; };
-  expect_ok(v11(""), {.keep_alive = true});
-  expect_ok(v10(""), {.keep_alive = false});
-  expect_ok(v11("Connection: close\r\n"), {.keep_alive = false});
-  expect_ok(v11("Connection: CLOSE\r\n"), {.keep_alive = false});
-  expect_ok(v11("Connection: keep-alive, close\r\n"), {.keep_alive = false});
+  // client_close: the client itself said "close" (an HTTP/1.0 default or CONNECT is not that).
+  expect_ok(v11(""), {.keep_alive = true, .client_close = false});
+  expect_ok(v10(""), {.keep_alive = false, .client_close = false});
+  expect_ok(v11("Connection: close\r\n"), {.keep_alive = false, .client_close = true});
+  expect_ok(v11("Connection: CLOSE\r\n"), {.keep_alive = false, .client_close = true});
+  expect_ok(v11("Connection: keep-alive, close\r\n"), {.keep_alive = false, .client_close = true});
+  expect_ok(v10("Connection: close\r\n"), {.keep_alive = false, .client_close = true});
+  expect_ok("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+            {.keep_alive = false, .client_close = false});
   expect_ok(v11("Connection: keep-alive\r\n"), {.keep_alive = true});
   expect_ok(v11("Connection: upgrade\r\n"), {.keep_alive = true});
-  expect_ok(v11("Connection: closed\r\n"), {.keep_alive = true});
+  expect_ok(v11("Connection: closed\r\n"), {.keep_alive = true, .client_close = false});
   expect_ok(v11("Connection: \r\n"), {.keep_alive = true});
   expect_ok(v10("Connection: keep-alive\r\n"), {.keep_alive = true});
   expect_ok(v10("connection: Keep-Alive\r\n"), {.keep_alive = true});
