@@ -13,7 +13,7 @@ export PYENV_ROOT
 PY_TAGS := $(shell tools/pythons.sh tags)
 py_for = $(shell tools/pythons.sh path $(1))
 PY311 := $(or $(call py_for,311),$(call py_for,$(firstword $(PY_TAGS))))
-TEST_DEPS := pytest requests flask django falcon gunicorn prometheus_client
+TEST_DEPS := pytest pytest-xdist requests flask django falcon gunicorn prometheus_client
 JOBS ?= 2
 SOURCES := pyproject.toml CMakeLists.txt LICENSE $(shell find src python -type f -not -name '*.pyc')
 
@@ -88,7 +88,8 @@ test-cpp: build/cpp-tests/ok
 	cd build/cpp-tests && ctest --output-on-failure
 
 # The end-to-end suite on every Python, and on the ASan+UBSan build, side by side
-# (PYTEST_JOBS at a time: the suite mostly waits on sockets and timers); each run prints its Python.
+# (PYTEST_JOBS at a time: the suite mostly waits on sockets and timers), each split over
+# SHARDS=2 processes by pytest-xdist; each run prints its Python.
 PYTEST_JOBS ?= 5
 test-py: venvs
 	JOBS=$(PYTEST_JOBS) tools/run_pytests.sh $(PY_TAGS)
@@ -109,19 +110,13 @@ test-e2e: venvs .venv-asan/ok
 test-asan: .venv-asan/ok
 	tools/run_pytests.sh asan
 
-# A short libFuzzer run per target (clang), seeded with the committed corpora.
+# A short libFuzzer run per target (clang), seeded with the committed corpora, two at a time.
 FUZZ_SECONDS ?= 10
 fuzz-smoke: tools
 	CXX=clang++ cmake -S . -B build/fuzz -DFULMEN_BUILD_MODULE=OFF -DFULMEN_FUZZ=ON -DFULMEN_SANITIZE=ON \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 	cmake --build build/fuzz -j $(JOBS)
-	for t in parser chunked connection proxy_protocol static_path; do \
-	  rm -rf build/fuzz/new-$$t && mkdir -p build/fuzz/new-$$t && \
-	  build/fuzz/fuzz_$$t -dict=fuzz/http.dict -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=build/fuzz/ build/fuzz/new-$$t fuzz/corpus/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|Done)|ERROR|SUMMARY" \
-	    || exit 1; \
-	  ! ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null | grep -q . || exit 1; \
-	done
+	JOBS=$(JOBS) tools/fuzz_smoke.sh build/fuzz $(FUZZ_SECONDS) parser chunked connection proxy_protocol static_path
 
 test: tools format-check test-cpp fuzz-smoke test-wheels test-e2e
 

@@ -3,10 +3,13 @@
 # Python each run used and how it ended; a failed run's log is shown whole. A tag is a
 # Python (.venv-311 ...) or "asan": the ASan+UBSan build, whose runtime is preloaded into
 # the server processes only (tests/conftest.py), so a sanitizer report fails the test.
-# The suite mostly waits on sockets and timers, so runs side by side share the cores well.
+# The suite mostly waits on sockets and timers (one run alone keeps a third of one core busy),
+# so runs side by side share the cores well, and each run is split over SHARDS processes
+# (pytest-xdist) when that is installed.
 #   tools/run_pytests.sh 310 311 312 313 asan
 set -uo pipefail
 jobs=${JOBS:-2}
+export SHARDS=${SHARDS:-2}
 mkdir -p build/logs
 run() {
   local tag=$1 log=build/logs/pytest-$1.log
@@ -20,6 +23,10 @@ run() {
   fi
   local version
   version=$("$py" -c 'import sys; print(sys.version.split()[0])')
+  if [ "$SHARDS" -gt 1 ] && "$py" -c 'import xdist' 2>/dev/null; then
+    args+=(-n "$SHARDS")
+    label="$label, $SHARDS processes"
+  fi
   local start=$SECONDS
   env "${env[@]}" "$py" -m pytest -q -p no:cacheprovider "${args[@]}" tests >"$log" 2>&1
   local rc=$?
