@@ -33,16 +33,21 @@ def _client(port: int, n: int, requests: int, failures: list[str]) -> None:
         failures.append(f"client {n}: {error!r}")
 
 
-def test_many_connections_each_get_their_own_answers_in_order(serve):
-    srv = serve(APP)
+def _clients_at_once(port: int, clients: int, requests: int) -> None:
+    """`clients` connections side by side, each sending `requests` (pipelined) and checking
+    every answer; fails with every wrong or missing one."""
     failures: list[str] = []
-    threads = [threading.Thread(target=_client, args=(srv.port, n, 120, failures)) for n in range(24)]
+    threads = [threading.Thread(target=_client, args=(port, n, requests, failures)) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert failures == []
+
+
+def test_many_connections_each_get_their_own_answers_in_order(serve):
+    _clients_at_once(serve(APP).port, 24, 120)
 
 
 def test_a_streams_first_block_leaves_while_others_are_served(serve, tmp_path):
@@ -93,14 +98,7 @@ def test_every_iterable_that_declares_its_length_is_closed_once(serve):
     """The end of a body that fills its Content-Length is asked for in the same call
     (app.cc): each iterable is still closed exactly once, across many connections."""
     srv = serve(APP)
-    failures: list[str] = []
-    threads = [threading.Thread(target=_client, args=(srv.port, n, 60, failures)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert failures == []
+    _clients_at_once(srv.port, 8, 60)
     # _client sends whole writes of 2 or 3 requests: 60 each here.
     kinds = [KINDS[i % len(KINDS)] for n in range(8) for i in range(_sent(60, 2 + n % 2))]
     closers = sum(k in ("/gen-cl", "/closing") for k in kinds)
