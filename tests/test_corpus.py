@@ -148,17 +148,41 @@ def srv(serve_module):
     return serve_module("echo:app")
 
 
+def end_of_close_request(raw: bytes) -> int | None:
+    """Where a request that says "Connection: close" ends, when more bytes follow it (a
+    client that breaks RFC 9112 9.6: it MUST NOT send more), else None."""
+    pos = 0
+    while (end := raw.find(b"\r\n\r\n", pos)) >= 0:
+        head = raw[pos:end].lower()
+        fields = [line.partition(b":") for line in head.split(b"\r\n")[1:]]
+        length = next((int(v) for k, _, v in fields if k.strip() == b"content-length" and v.strip().isdigit()), 0)
+        if any(k.strip() == b"transfer-encoding" for k, _, _ in fields):
+            return None  # not needed by the corpus: such cases are sent as they are
+        pos = end + 4 + length
+        if any(k.strip() == b"connection" and b"close" in v for k, _, v in fields):
+            return pos if pos < len(raw) else None
+    return None
+
+
 def send(srv, raw: bytes, mode: str, rng: random.Random) -> bytes:
     s = srv.connect()
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # What follows a "Connection: close" request is never parsed (the connection ends with
+    # that answer); it goes with the request's last byte, as it would be in flight from such a
+    # client before the answer. Sent later, it would meet a closed socket and reset the
+    # connection, which the server may do there: the client broke RFC 9112 9.6.
+    tail_at = end_of_close_request(raw)
+    body, tail = (raw, b"") if tail_at is None else (raw[: tail_at - 1], raw[tail_at - 1 :])
     try:
         if mode == "whole":
             pieces = [raw]
         elif mode == "bytes":
-            pieces = [raw[i : i + 1] for i in range(len(raw))]
+            pieces = [body[i : i + 1] for i in range(len(body))]
         else:
-            cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, 4))) if len(raw) > 1 else []
-            pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)])]
+            cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, 4))) if len(body) > 1 else []
+            pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+        if mode != "whole" and tail:
+            pieces.append(tail)
         for p in pieces:
             s.sendall(p)
         s.shutdown(socket.SHUT_WR)  # every case is complete: EOF lets the server close after the answers

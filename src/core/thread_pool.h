@@ -9,7 +9,8 @@
 // loop then calls on_news for each ready job, and on_slots once after them.
 //
 // Waking threads: see submit() and dispatch() in thread_pool.cc (a thread is
-// woken per job only while the running ones make no progress).
+// woken per job only while the running ones make no progress, and only at the
+// end of the loop turn that queued the job).
 //
 // Back-pressure: in_flight() counts the jobs submitted whose thread has not
 // finished (also those whose connection is gone: their thread is still
@@ -85,6 +86,8 @@ class ThreadPool {
   uv_async_t async_;
   uv_check_t check_;    // dispatch() after every poll.
   uv_timer_t recheck_;  // dispatch() again while jobs wait.
+  uv_idle_t kick_;      // Active while a wake waits for dispatch(): the poll then does not block.
+  bool wake_pending_ = false;
   uint64_t last_taken_ = 0;
   uint64_t last_progress_ms_ = 0;  // When a thread last took a job (or none waited).
   size_t in_flight_ = 0;
