@@ -113,13 +113,18 @@ def _sent(requests: int, per_write: int) -> int:
 def test_a_body_past_its_content_length_stops_the_iterable(serve):
     """An endless generator that goes on past its Content-Length: the client gets the
     declared bytes and then the close; the generator is not asked for more (it is closed),
-    and the worker goes on serving others."""
+    and a keep-alive connection beside it, idle meanwhile, is answered while the endless
+    one's client still holds its connection open."""
     srv = serve(APP)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as idle, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        idle.sendall(b"GET /list?tag=before HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(idle)[2] == b"before"
         s.sendall(b"GET /overlong HTTP/1.1\r\nHost: t\r\n\r\n")
         status, _headers, body, rest = read_response(s)
         assert (status, body, rest) == (200, b"12345", b"")
+        idle.sendall(b"GET /list?tag=beside HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(idle)[:3:2] == (200, b"beside")
         assert recv_until_closed(s) == b""  # then the close: nothing past the declared length
-    assert _get(srv.port, "/list?tag=next") == (200, b"next")
     assert _get(srv.port, "/closed") == (200, b"1")
     srv.wait_for("longer than its Content-Length")  # the warning, read from the log as it comes

@@ -130,12 +130,10 @@ void ThreadPool::submit(std::shared_ptr<Job> job) {
     state_->queue.push_back(std::move(job));
     wake = state_->running == 0;
   }
-  if (wake && !wake_pending_) {
-    // The check phase of this turn wakes it; the idle handle keeps a submit
-    // from a timer callback from waiting in the poll until then.
-    wake_pending_ = true;
-    uv_idle_start(&kick_, [](uv_idle_t*) {});
-  }
+  // The check phase of this turn wakes it; the idle handle keeps a submit
+  // from a timer callback from waiting in the poll until then.
+  if (wake) uv_idle_start(&kick_, [](uv_idle_t*) {});  // No-op when already active.
+
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&recheck_))) {
     // The loop may have nothing else to wake it: dispatch() looks soon.
     uv_timer_start(
@@ -144,10 +142,7 @@ void ThreadPool::submit(std::shared_ptr<Job> job) {
 }
 
 void ThreadPool::dispatch() {
-  if (wake_pending_) {
-    wake_pending_ = false;
-    uv_idle_stop(&kick_);
-  }
+  uv_idle_stop(&kick_);  // No-op when inactive.
   size_t wake = 0;
   bool waiting;
   uint64_t now = clock_.now_ms();

@@ -87,7 +87,6 @@ class ThreadPool {
   uv_check_t check_;    // dispatch() after every poll.
   uv_timer_t recheck_;  // dispatch() again while jobs wait.
   uv_idle_t kick_;      // Active while a wake waits for dispatch(): the poll then does not block.
-  bool wake_pending_ = false;
   uint64_t last_taken_ = 0;
   uint64_t last_progress_ms_ = 0;  // When a thread last took a job (or none waited).
   size_t in_flight_ = 0;

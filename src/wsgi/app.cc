@@ -190,7 +190,8 @@ class Stream final : public ResponseStream {
       // All of a declared Content-Length is queued (Flask's and Django's
       // one-block bodies): the next item is the end, asked for now so the
       // response finishes in this call and leaves with the turn's others. Once
-      // only: an iterable that goes on past its length is served as any stream.
+      // only: one that goes on past its length ends above (body_overrun), and
+      // one that goes on with empty items is then served as any stream.
       if (!end_asked_ && c.may_end_before_write()) {
         end_asked_ = true;
         continue;
