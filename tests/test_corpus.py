@@ -159,7 +159,7 @@ def end_of_close_request(raw: bytes) -> int | None:
         if any(k.strip() == b"transfer-encoding" for k, _, _ in fields):
             return None  # not needed by the corpus: such cases are sent as they are
         pos = end + 4 + length
-        if any(k.strip() == b"connection" and b"close" in v for k, _, v in fields):
+        if any(k.strip() == b"connection" and b"close" in [t.strip() for t in v.split(b",")] for k, _, v in fields):
             return pos if pos < len(raw) else None
     return None
 
