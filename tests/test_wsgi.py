@@ -77,6 +77,43 @@ def test_repeated_headers_are_joined(srv):
     assert env["HTTP_X_MULTI"] == "1, 2"
 
 
+def test_repeated_equal_values_are_joined(srv):
+    # The second value is the same text as the first: still two fields, joined.
+    env = get_environ(srv, b"GET /environ HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: a\r\n"
+                           b"Cookie: x=1\r\nCookie: x=1\r\n\r\n")
+    assert env["HTTP_ACCEPT"] == "a, a"
+    assert env["HTTP_COOKIE"] == "x=1; x=1"
+
+
+def test_values_follow_each_request_across_connections(srv):
+    # environ strings may be reused from the previous request when the bytes
+    # are the same; every request must still see its own values, pipelined on
+    # one connection and interleaved with another connection's.
+    def raw(i: int, host: str) -> bytes:
+        path = f"/environ/{i % 2}"
+        query = "" if i % 3 else f"?q={i}"
+        return (f"GET {path}{query} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ua{i % 2}\r\n"
+                f"X-Seq: {i}\r\n\r\n").encode()
+
+    with srv.connect() as a, srv.connect() as b:
+        a.sendall(b"".join(raw(i, "one") for i in range(6)))
+        for i in range(6):
+            b.sendall(raw(i, "two"))
+            status, _, body, _ = read_response(b)
+            assert status == 200
+            env_b = json.loads(body)
+            status, _, body, _ = read_response(a)
+            assert status == 200
+            env_a = json.loads(body)
+            for env, host in ((env_a, "one"), (env_b, "two")):
+                assert env["HTTP_HOST"] == host
+                assert env["PATH_INFO"] == f"/environ/{i % 2}"
+                assert env["QUERY_STRING"] == ("" if i % 3 else f"q={i}")
+                assert env["HTTP_USER_AGENT"] == f"ua{i % 2}" and env["HTTP_X_SEQ"] == str(i)
+            assert env_a["REMOTE_PORT"] == str(a.getsockname()[1])
+            assert env_b["REMOTE_PORT"] == str(b.getsockname()[1])
+
+
 def test_http10_protocol_as_received(srv):
     env = json.loads(recv_until_closed_body(srv, b"GET /environ HTTP/1.0\r\n\r\n"))
     assert env["SERVER_PROTOCOL"] == "HTTP/1.0"

@@ -22,9 +22,11 @@
 namespace fulmen {
 namespace {
 
+// The workers' clock (MonotonicClock, CLOCK_MONOTONIC_COARSE): their
+// heartbeats are compared with it.
 uint64_t monotonic_ms() {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 

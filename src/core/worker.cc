@@ -343,21 +343,24 @@ void Worker::on_tick(uv_timer_t* /*timer*/) {
 }
 
 void Worker::on_prepare(uv_prepare_t* prepare) {
-  static_cast<Worker*>(prepare->data)->batch_.open();
+  auto* w = static_cast<Worker*>(prepare->data);
+  w->batch_.open();
+  w->call_end_ns_ = 0;  // The poll comes next: the last call's end is no longer "now".
 }
 
 bool Worker::hold_output(Connection* c) {
-  return batch_.hold(c, uv_hrtime());
+  return batch_.hold(c, call_end_ns_ != 0 ? call_end_ns_ : uv_hrtime());
 }
 
 uint64_t Worker::before_app_call() {
-  uint64_t now = uv_hrtime();
+  uint64_t now = call_end_ns_ != 0 ? call_end_ns_ : uv_hrtime();
   if (batch_.due(now)) write_held(batch_.take_due(), false);
   return now;
 }
 
 void Worker::after_app_call(uint64_t start_ns) {
-  batch_.app_call_took(uv_hrtime() - start_ns);
+  call_end_ns_ = uv_hrtime();
+  batch_.app_call_took(call_end_ns_ - start_ns);
 }
 
 void Worker::write_held(std::vector<Connection*>& held, bool resume) {

@@ -18,6 +18,7 @@
 #include <structmember.h>  // PyMemberDef and T_* on Python < 3.12
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -154,6 +155,28 @@ struct PyRef {
   explicit operator bool() const { return p != nullptr; }
 };
 
+// The str last made from some request text, handed out again while the next
+// text is the same bytes: most requests repeat the previous one's Host,
+// User-Agent, path or client address, and a reused str is a compare instead
+// of an allocation and a free. strs are immutable, so sharing one between
+// environs is invisible to apps. Used with the GIL held; a miss may run
+// Python (a collection during the allocation), so nothing borrowed from the
+// slot is kept across it.
+struct RecentStr {
+  PyRef last;
+
+  // A new reference to a latin-1 str of `s`, or nullptr with an exception.
+  PyObject* get(std::string_view s) {
+    PyObject* l = last.get();
+    if (l != nullptr && static_cast<size_t>(PyUnicode_GET_LENGTH(l)) == s.size() &&
+        PyUnicode_KIND(l) == PyUnicode_1BYTE_KIND && memcmp(PyUnicode_1BYTE_DATA(l), s.data(), s.size()) == 0)
+      return Py_NewRef(l);
+    PyObject* v = PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
+    if (v != nullptr) last.reset(Py_NewRef(v));
+    return v;
+  }
+};
+
 // Logs the current Python exception with its traceback and clears it.
 void log_exception(const char* context);
 
@@ -227,9 +250,14 @@ class EnvironBuilder {
  private:
   struct KnownHeader {
     std::string lower;
-    PyObject* key;  // interned "HTTP_..." (or CONTENT_TYPE / CONTENT_LENGTH)
+    PyObject* key;     // interned "HTTP_..." (or CONTENT_TYPE / CONTENT_LENGTH)
+    RecentStr recent;  // This field's last value.
   };
-  PyObject* key_for(std::string_view name, bool* owned);
+  // The known header of that name (any case), or nullptr.
+  KnownHeader* known_for(std::string_view name);
+  // The environ key of an unknown header: a new reference, or nullptr (with
+  // an exception, or none when the name cannot be a key).
+  static PyObject* unknown_key(std::string_view name);
 
   EnvironSettings settings_;
   std::vector<PyRef> protos_;
@@ -239,6 +267,7 @@ class EnvironBuilder {
       k_input_, k_script_name_, k_http10_, k_http11_, k_empty_, errors_;
   PyRef k_url_scheme_, k_https_;  // wsgi.url_scheme = "https" when a trusted proxy says so (issue 9)
   std::vector<std::pair<std::string, PyRef>> methods_;
+  RecentStr recent_target_, recent_path_, recent_query_, recent_addr_, recent_port_;
 };
 
 // Percent-decodes a path (RFC 3986 2.1). Invalid escapes are kept as-is.

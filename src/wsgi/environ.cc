@@ -181,21 +181,24 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
   return true;
 }
 
-PyObject* EnvironBuilder::key_for(std::string_view name, bool* owned) {
-  *owned = false;
+EnvironBuilder::KnownHeader* EnvironBuilder::known_for(std::string_view name) {
   uint32_t slot = name_hash(name) & (kTableSize - 1);
   while (table_[slot] >= 0) {
-    const KnownHeader& k = known_[static_cast<size_t>(table_[slot])];
+    KnownHeader& k = known_[static_cast<size_t>(table_[slot])];
     if (k.lower.size() == name.size()) {
       size_t i = 0;
       while (i < name.size() && lower(name[i]) == k.lower[i]) ++i;
-      if (i == name.size()) return k.key;
+      if (i == name.size()) return &k;
     }
     slot = (slot + 1) & (kTableSize - 1);
   }
-  // Unknown header: HTTP_ + upper-cased name with '-' as '_'. A name that
-  // already holds '_' is dropped, so "X_Forwarded_For" can never pose as
-  // X-Forwarded-For (both would map to HTTP_X_FORWARDED_FOR).
+  return nullptr;
+}
+
+PyObject* EnvironBuilder::unknown_key(std::string_view name) {
+  // HTTP_ + upper-cased name with '-' as '_'. A name that already holds '_'
+  // is dropped, so "X_Forwarded_For" can never pose as X-Forwarded-For (both
+  // would map to HTTP_X_FORWARDED_FOR).
   char buf[256];
   if (name.size() + 5 > sizeof buf) return nullptr;
   memcpy(buf, "HTTP_", 5);
@@ -204,7 +207,6 @@ PyObject* EnvironBuilder::key_for(std::string_view name, bool* owned) {
     if (c == '_') return nullptr;
     buf[5 + i] = c == '-' ? '_' : (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
   }
-  *owned = true;
   return PyUnicode_FromStringAndSize(buf, static_cast<Py_ssize_t>(name.size() + 5));
 }
 
@@ -221,8 +223,8 @@ PyObject* EnvironBuilder::build(Exchange& c, const RequestHead& head, PyObject* 
     }
   }
   if (!method) method.reset(latin1(head.method));
-  PyRef query(head.query.empty() ? Py_NewRef(k_empty_.get()) : latin1(head.query));
-  PyRef raw(latin1(head.target));
+  PyRef query(head.query.empty() ? Py_NewRef(k_empty_.get()) : recent_query_.get(head.query));
+  PyRef raw(recent_target_.get(head.target));
   if (!method || !query || !raw) return nullptr;
   if (PyDict_SetItem(d, k_method_.get(), method.get()) < 0 || PyDict_SetItem(d, k_query_.get(), query.get()) < 0 ||
       PyDict_SetItem(d, k_raw_uri_.get(), raw.get()) < 0 || PyDict_SetItem(d, k_request_uri_.get(), raw.get()) < 0 ||
@@ -246,7 +248,7 @@ PyObject* EnvironBuilder::build(Exchange& c, const RequestHead& head, PyObject* 
     addr_len = strlen(addr);
     port_len = format_decimal(ntohs(sin6->sin6_port), port_s);
   }
-  PyRef ra(latin1({addr, addr_len})), rp(latin1({port_s, port_len}));
+  PyRef ra(recent_addr_.get({addr, addr_len})), rp(recent_port_.get({port_s, port_len}));
   if (!ra || !rp || PyDict_SetItem(d, k_remote_addr_.get(), ra.get()) < 0 ||
       PyDict_SetItem(d, k_remote_port_.get(), rp.get()) < 0)
     return nullptr;
@@ -254,18 +256,27 @@ PyObject* EnvironBuilder::build(Exchange& c, const RequestHead& head, PyObject* 
 
   for (size_t i = 0; i < head.num_headers; ++i) {
     const Header& h = head.headers[i];
-    bool owned;
-    PyObject* key = key_for(h.name, &owned);
-    if (key == nullptr) {
-      if (PyErr_Occurred()) return nullptr;
-      continue;
+    KnownHeader* known = known_for(h.name);
+    PyRef key_ref;
+    PyObject* key;
+    PyRef value;
+    if (known != nullptr) {
+      key = known->key;
+      value.reset(known->recent.get(h.value));
+    } else {
+      key_ref.reset(unknown_key(h.name));
+      key = key_ref.get();
+      if (key == nullptr) {
+        if (PyErr_Occurred()) return nullptr;
+        continue;
+      }
+      value.reset(latin1(h.value));
     }
-    PyRef key_ref(owned ? key : nullptr);
-    PyRef value(latin1(h.value));
     if (!value) return nullptr;
+    Py_ssize_t before = PyDict_GET_SIZE(d);
     PyObject* existing = PyDict_SetDefault(d, key, value.get());
     if (existing == nullptr) return nullptr;
-    if (existing != value.get()) {
+    if (PyDict_GET_SIZE(d) == before) {
       // A repeated field: join the values (RFC 9110 5.3); cookies with "; "
       // (RFC 6265 5.4).
       bool cookie = h.name.size() == 6 && (h.name[0] | 0x20) == 'c' && (h.name[1] | 0x20) == 'o';
@@ -276,16 +287,15 @@ PyObject* EnvironBuilder::build(Exchange& c, const RequestHead& head, PyObject* 
   // With an absolute-form (or CONNECT's authority-form) target, the target
   // names the host and the Host field is ignored (RFC 9112 3.2.2).
   if (head.target_form == TargetForm::kAbsolute || head.target_form == TargetForm::kAuthority) {
-    bool owned;
-    PyObject* key = key_for("host", &owned);  // The prebuilt HTTP_HOST key, never owned.
+    KnownHeader* known = known_for("host");  // Always known.
     PyRef host(latin1(head.host));
-    if (key == nullptr || !host || PyDict_SetItem(d, key, host.get()) < 0) return nullptr;
+    if (known == nullptr || !host || PyDict_SetItem(d, known->key, host.get()) < 0) return nullptr;
   }
   return env.release();
 }
 
 bool EnvironBuilder::set_script_path(PyObject* env, std::string_view script_prefix, std::string_view path_info) {
-  PyRef path(latin1(path_info));
+  PyRef path(recent_path_.get(path_info));
   if (!path || PyDict_SetItem(env, k_path_.get(), path.get()) < 0) return false;
   if (script_prefix.empty()) return true;  // SCRIPT_NAME is root_path, from the prototype.
   std::string script = settings_.root_path;
