@@ -1096,10 +1096,20 @@ void Connection::start_response(std::string_view status, int code, bool app_serv
   // provides no tunnel, so what the app sends goes out close-delimited and
   // the connection ends (the parser never keeps a CONNECT connection alive).
   ex_.tunnel = ex_.connect && code >= 200 && code < 300;
+  auto common = worker_.common_headers();
+  char line[256];
+  if (!app_server && !app_date && status.size() + common.size() + 11 <= sizeof line) {
+    // The usual case in one copy: "HTTP/1.1 <status>\r\n" and Server, Date.
+    memcpy(line, "HTTP/1.1 ", 9);
+    memcpy(line + 9, status.data(), status.size());
+    memcpy(line + 9 + status.size(), "\r\n", 2);
+    memcpy(line + 11 + status.size(), common.data(), common.size());
+    queue_copy(line, status.size() + common.size() + 11);
+    return;
+  }
   queue_copy("HTTP/1.1 ", 9);
   queue_copy(status.data(), status.size());
   queue_copy("\r\n", 2);
-  auto common = worker_.common_headers();
   if (!app_server && !app_date) {
     queue_copy(common.data(), common.size());
     return;
@@ -1132,6 +1142,17 @@ void Connection::add_header(std::string_view name, std::string_view value) {
   queue_copy(": ", 2);
   queue_copy(value.data(), value.size());
   queue_copy("\r\n", 2);
+}
+
+void Connection::add_header_block(std::string_view lines, int64_t content_length) {
+  if (ex_.tunnel && content_length >= 0) {
+    // A 2xx to CONNECT drops the Content-Length (add_header does): one by one.
+    Exchange::add_header_block(lines, content_length);
+    return;
+  }
+  if (logging_ && worker_.access_log()->format().uses_response_headers()) log_response_head_.append(lines);
+  if (content_length >= 0) ex_.declared_length = content_length;
+  queue_copy(lines.data(), lines.size());
 }
 
 void Connection::end_headers(int64_t known_length) {

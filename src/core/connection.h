@@ -92,6 +92,8 @@ class Connection final : public Exchange {
   // Adds one header; the caller has validated name and value. Content-Length
   // given here is remembered and enforced.
   void add_header(std::string_view name, std::string_view value) override;
+  // The app's whole validated header block in one copy (wsgi::App::send_head).
+  void add_header_block(std::string_view lines, int64_t content_length) override;
   // Adds header lines the core formatted itself ("Name: value\r\n" each,
   // never Content-Length): the static file server's cached heads.
   void add_header_lines(std::string_view lines) {

@@ -294,13 +294,7 @@ class App;
 // field after the status, so the head is written without another walk over
 // Python objects.
 struct ResponseHead {
-  struct Field {
-    uint32_t name_off;
-    uint32_t name_len;
-    uint32_t value_len;  // The value starts after "Name: ".
-  };
   Buffer text;  // The status ("200 OK"), then the fields.
-  std::vector<Field> fields;
   uint32_t status_len = 0;
   int code = 0;
   int64_t content_length = -1;  // From the app's Content-Length, if any.
@@ -309,11 +303,10 @@ struct ResponseHead {
   bool valid = false;
 
   std::string_view status() const { return {text.data(), status_len}; }
-  std::string_view name(const Field& f) const { return {text.data() + f.name_off, f.name_len}; }
-  std::string_view value(const Field& f) const { return {text.data() + f.name_off + f.name_len + 2, f.value_len}; }
+  // Every field as it goes on the wire: "Name: value\r\n" each.
+  std::string_view lines() const { return {text.data() + status_len, text.size() - status_len}; }
   void clear() {
     text.clear();
-    fields.clear();
     status_len = 0;
     code = 0;
     content_length = -1;

@@ -282,8 +282,6 @@ bool ResponseHead::assign(PyObject* status, PyObject* headers, App* app) {
       PyErr_SetString(PyExc_ValueError, "response headers too large");
       return false;
     }
-    fields.push_back({static_cast<uint32_t>(text.size()), static_cast<uint32_t>(name.size()),
-                      static_cast<uint32_t>(value.size())});
     text.reserve(text.size() + need);
     char* p = text.tail();
     memcpy(p, name.data(), name.size());
@@ -317,7 +315,7 @@ bool App::send_head(Call& call, int64_t known_length) {
   }
   Exchange& c = *call.conn;
   c.start_response(h->status(), h->code, h->app_server, h->app_date);
-  for (const ResponseHead::Field& f : h->fields) c.add_header(h->name(f), h->value(f));
+  c.add_header_block(h->lines(), h->content_length);
   c.end_headers(known_length);
   call.head_sent = true;
   return true;
