@@ -171,7 +171,20 @@ bool EnvironBuilder::init(const EnvironSettings& settings) {
                     {"SERVER_NAME", name.get()},
                     {"SERVER_PORT", port.get()},
                     {"SERVER_SOFTWARE", software.get()},
-                    {"SCRIPT_NAME", root.get()}};
+                    {"SCRIPT_NAME", root.get()},
+                    // Set by every build() and set_script_path() before the
+                    // app sees the dict: present in the prototype (as None),
+                    // the copy has them in its key table already and each
+                    // request only replaces the values, with no insertion.
+                    {"REQUEST_METHOD", Py_None},
+                    {"QUERY_STRING", Py_None},
+                    {"RAW_URI", Py_None},
+                    {"REQUEST_URI", Py_None},
+                    {"SERVER_PROTOCOL", Py_None},
+                    {"wsgi.input", Py_None},
+                    {"REMOTE_ADDR", Py_None},
+                    {"REMOTE_PORT", Py_None},
+                    {"PATH_INFO", Py_None}};
     for (const auto& it : items) {
       PyRef k(intern(it.key));
       if (!k || PyDict_SetItem(d.get(), k.get(), it.value) < 0) return false;
