@@ -127,7 +127,7 @@ def run_all(args: argparse.Namespace, install: dict[str, Any]) -> dict[str, Any]
     plan = [(s, c) for s in servers for c in cases if c.scenario in s.scenarios]
     total_runs = len(plan) * args.repeats
     eta = sum(
-        (args.warmup + args.repeats * args.duration + 1.5) if c.tool == "wrk" else 10 * args.repeats for _, c in plan
+        args.repeats * (args.warmup + args.duration + 1.5) if c.tool == "wrk" else 10 * args.repeats for _, c in plan
     )
     print(
         f"bench: {len(plan)} cases x {args.repeats} repeats = {total_runs} runs, "
@@ -146,6 +146,26 @@ def run_all(args: argparse.Namespace, install: dict[str, Any]) -> dict[str, Any]
     return {"runs": runs, "failures": failures, "unavailable": unavailable, "versions": versions}
 
 
+def interleaved(plan: list[tuple[Server, Case]], repeats: int) -> list[tuple[Server, Case, int]]:
+    """The order of the runs: case by case, and within a case repeat by repeat, every server once.
+
+    Servers measured minutes apart meet different weather on a shared machine (the host's other
+    guests, thermal state); taking the servers in turn for each repeat spreads that drift over all
+    of them, so a case's medians compare servers under the same conditions.
+    """
+    cases: list[Case] = []
+    for _, case in plan:
+        if case not in cases:
+            cases.append(case)
+    return [
+        (server, case, repeat)
+        for case in cases
+        for repeat in range(1, repeats + 1)
+        for server, c in plan
+        if c is case
+    ]
+
+
 def measure_plan(
     plan: list[tuple[Server, Case]],
     args: argparse.Namespace,
@@ -153,58 +173,58 @@ def measure_plan(
     failures: list[dict[str, Any]],
     total_runs: int,
 ) -> None:
-    index = 0
-    for server, case in plan:
+    failed: set[tuple[str, str]] = set()  # (server, case) that failed once: not started again
+    for index, (server, case, repeat) in enumerate(interleaved(plan, args.repeats), start=1):
+        if (server.name, case.name) in failed:
+            continue
         label = f"{server.name} {case.name}"
         running: Running | None = None
         try:
             running = Running(server, case, args)
             running.wait_ready()
-            # Warm-up: same load, shorter, not recorded.
+            # Warm-up: same load, shorter, not recorded (every start is a cold server).
             if case.tool == "wrk" and args.warmup > 0:
                 measure(running, case, args, args.warmup)
             elif case.tool == "ab":
                 measure(running, case, args, 0, ab_n=min(case.ab_n, 1000))
-            for repeat in range(1, args.repeats + 1):
-                index += 1
-                prefix = f"[{index}/{total_runs}] {label} run {repeat}/{args.repeats} ..."
-                print(prefix, end="", flush=True)
-                result = measure(running, case, args, args.duration)
-                record = {
-                    "server": server.name,
-                    "scenario": case.scenario,
-                    "case": case.name,
-                    "tool": case.tool,
-                    "connections": case.connections,
-                    "path": case.path,
-                    "repeat": repeat,
-                    **result,
-                }
-                runs.append(record)
-                notes = []
-                if not result["requests"]:
-                    notes.append("NO RESPONSES")
-                if result["errors_total"]:
-                    notes.append(f"{result['errors_total']:,} errors {result['errors']}")
-                if not result["server_alive"]:
-                    notes.append("SERVER EXITED")
-                elif result["server_pids_changed"]:
-                    notes.append(f"processes changed {result['server_pids_changed']}")
-                if (result["other_load_on_client_cpu"] or 0) > 0.1:
-                    notes.append(f"other load on CPU {args.client_cpu}: {result['other_load_on_client_cpu']:.0%}")
-                if (result["other_load_on_server_cpu"] or 0) > 0.1:
-                    notes.append(f"other load on CPU {args.server_cpu}: {result['other_load_on_server_cpu']:.0%}")
-                cpu = result["cpu_us_per_req"]
-                print(
-                    f" {fmt_rps(result['rps'])} req/s, {'—' if cpu is None else f'{cpu:.1f}'} µs CPU/req, "
-                    f"p99 {result['lat_p99_ms'] if result['lat_p99_ms'] is not None else '—'} ms"
-                    + (f"  [{'; '.join(notes)}]" if notes else ""),
-                    flush=True,
-                )
-                if not result["server_alive"]:
-                    raise ServerFailed(f"exited with status {running.proc.returncode} during run {repeat}")
+            prefix = f"[{index}/{total_runs}] {label} run {repeat}/{args.repeats} ..."
+            print(prefix, end="", flush=True)
+            result = measure(running, case, args, args.duration)
+            record = {
+                "server": server.name,
+                "scenario": case.scenario,
+                "case": case.name,
+                "tool": case.tool,
+                "connections": case.connections,
+                "path": case.path,
+                "repeat": repeat,
+                **result,
+            }
+            runs.append(record)
+            notes = []
+            if not result["requests"]:
+                notes.append("NO RESPONSES")
+            if result["errors_total"]:
+                notes.append(f"{result['errors_total']:,} errors {result['errors']}")
+            if not result["server_alive"]:
+                notes.append("SERVER EXITED")
+            elif result["server_pids_changed"]:
+                notes.append(f"processes changed {result['server_pids_changed']}")
+            if (result["other_load_on_client_cpu"] or 0) > 0.1:
+                notes.append(f"other load on CPU {args.client_cpu}: {result['other_load_on_client_cpu']:.0%}")
+            if (result["other_load_on_server_cpu"] or 0) > 0.1:
+                notes.append(f"other load on CPU {args.server_cpu}: {result['other_load_on_server_cpu']:.0%}")
+            cpu = result["cpu_us_per_req"]
+            print(
+                f" {fmt_rps(result['rps'])} req/s, {'—' if cpu is None else f'{cpu:.1f}'} µs CPU/req, "
+                f"p99 {result['lat_p99_ms'] if result['lat_p99_ms'] is not None else '—'} ms"
+                + (f"  [{'; '.join(notes)}]" if notes else ""),
+                flush=True,
+            )
+            if not result["server_alive"]:
+                raise ServerFailed(f"exited with status {running.proc.returncode} during run {repeat}")
         except (ServerFailed, ValueError, subprocess.TimeoutExpired, OSError) as error:
-            index += args.repeats - sum(1 for r in runs if r["server"] == server.name and r["case"] == case.name)
+            failed.add((server.name, case.name))
             message = str(error).strip()
             log = running.log_tail() if running else ""
             print(
@@ -226,7 +246,7 @@ def measure_plan(
             if running is not None:
                 running.stop()
                 if running.log_tail() and server.name.startswith("fulmen"):
-                    # fulmen's own warnings under load are worth keeping.
+                    # fulmen's own warnings under load are worth keeping (once per case).
                     text = running.log_tail(40)
                     if text and not any(f["server"] == server.name and f["case"] == case.name for f in failures):
                         failures.append(
