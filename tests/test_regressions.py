@@ -786,11 +786,13 @@ def test_13_9_endless_fast_stream_leaves_room_for_other_connections(serve, mode)
 # ---------------------------------------------------------------- 11. parser and response audit
 
 
-def test_13_11_connect_2xx_has_no_framing_and_closes(serve):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_13_11_connect_2xx_has_no_framing_and_closes(serve, threads):
     # RFC 9110 9.3.6: a 2xx answer to CONNECT carries no Content-Length or Transfer-Encoding. A
     # WSGI server provides no tunnel: what the app sends goes out close-delimited, the connection
-    # then ends, and nothing the client sends after the head is read as another request.
-    srv = serve("connect_ok:app")
+    # then ends, and nothing the client sends after the head is read as another request. With
+    # --threads the head reaches the connection as a recorded block (Job), and the same holds.
+    srv = serve("--threads", threads, "connect_ok:app")
     with srv.connect(timeout=5) as s:
         s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
                   b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")

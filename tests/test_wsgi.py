@@ -3,6 +3,7 @@
 import http.client
 import importlib.metadata
 import json
+import threading
 
 import fulmen
 
@@ -70,48 +71,76 @@ def test_header_names_with_underscore_are_dropped(srv):
 
 
 def test_repeated_headers_are_joined(srv):
+    # Accept-Language and the second Cookie repeat the same text: still two fields, joined.
     env = get_environ(srv, b"GET /environ HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: b\r\n"
-                           b"Cookie: x=1\r\nCookie: y=2\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n")
+                           b"Cookie: x=1\r\nCookie: y=2\r\nCookie: y=2\r\nX-Multi: 1\r\nX-Multi: 2\r\n"
+                           b"Accept-Language: en\r\nAccept-Language: en\r\n\r\n")
     assert env["HTTP_ACCEPT"] == "a, b"
-    assert env["HTTP_COOKIE"] == "x=1; y=2"
+    assert env["HTTP_COOKIE"] == "x=1; y=2; y=2"
     assert env["HTTP_X_MULTI"] == "1, 2"
+    assert env["HTTP_ACCEPT_LANGUAGE"] == "en, en"
 
 
-def test_repeated_equal_values_are_joined(srv):
-    # The second value is the same text as the first: still two fields, joined.
-    env = get_environ(srv, b"GET /environ HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: a\r\n"
-                           b"Cookie: x=1\r\nCookie: x=1\r\n\r\n")
-    assert env["HTTP_ACCEPT"] == "a, a"
-    assert env["HTTP_COOKIE"] == "x=1; x=1"
+def environ_raw(i: int, host: str) -> bytes:
+    path = f"/environ/{i % 2}"
+    query = "" if i % 3 else f"?q={i}"
+    return (f"GET {path}{query} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ua{i % 2}\r\n"
+            f"X-Seq: {i}\r\n\r\n").encode()
+
+
+def check_own_values(env: dict, i: int, host: str, sock) -> None:
+    assert env["HTTP_HOST"] == host
+    assert env["PATH_INFO"] == f"/environ/{i % 2}"
+    assert env["QUERY_STRING"] == ("" if i % 3 else f"q={i}")
+    assert env["HTTP_USER_AGENT"] == f"ua{i % 2}" and env["HTTP_X_SEQ"] == str(i)
+    assert env["REMOTE_PORT"] == str(sock.getsockname()[1])
 
 
 def test_values_follow_each_request_across_connections(srv):
     # environ strings may be reused from the previous request when the bytes
     # are the same; every request must still see its own values, pipelined on
     # one connection and interleaved with another connection's.
-    def raw(i: int, host: str) -> bytes:
-        path = f"/environ/{i % 2}"
-        query = "" if i % 3 else f"?q={i}"
-        return (f"GET {path}{query} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ua{i % 2}\r\n"
-                f"X-Seq: {i}\r\n\r\n").encode()
-
     with srv.connect() as a, srv.connect() as b:
-        a.sendall(b"".join(raw(i, "one") for i in range(6)))
+        a.sendall(b"".join(environ_raw(i, "one") for i in range(6)))
         for i in range(6):
-            b.sendall(raw(i, "two"))
+            b.sendall(environ_raw(i, "two"))
             status, _, body, _ = read_response(b)
             assert status == 200
-            env_b = json.loads(body)
+            check_own_values(json.loads(body), i, "two", b)
             status, _, body, _ = read_response(a)
             assert status == 200
-            env_a = json.loads(body)
-            for env, host in ((env_a, "one"), (env_b, "two")):
-                assert env["HTTP_HOST"] == host
-                assert env["PATH_INFO"] == f"/environ/{i % 2}"
-                assert env["QUERY_STRING"] == ("" if i % 3 else f"q={i}")
-                assert env["HTTP_USER_AGENT"] == f"ua{i % 2}" and env["HTTP_X_SEQ"] == str(i)
-            assert env_a["REMOTE_PORT"] == str(a.getsockname()[1])
-            assert env_b["REMOTE_PORT"] == str(b.getsockname()[1])
+            check_own_values(json.loads(body), i, "one", a)
+
+
+def test_values_follow_each_request_across_threads(serve):
+    # With --threads the environ is built on pool threads that share the
+    # remembered strings: eight clients at once, each with its own Host, beside
+    # a long app call that holds one thread, each see only their own values.
+    srv = serve("--threads", "4", "basic:app")
+    errors: list[BaseException] = []
+    with srv.connect(timeout=10) as long_call:
+        long_call.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: long\r\n\r\n")
+
+        def client(n: int) -> None:
+            try:
+                with srv.connect(timeout=10) as s:
+                    for i in range(30):
+                        s.sendall(environ_raw(i, f"client{n}"))
+                        status, _, body, _ = read_response(s)
+                        assert status == 200
+                        check_own_values(json.loads(body), i, f"client{n}", s)
+            except BaseException as e:  # noqa: BLE001 (reported by the main thread)
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors[0]
+        assert all(not t.is_alive() for t in threads)
+        status, _, _, _ = read_response(long_call)
+        assert status == 200
 
 
 def test_http10_protocol_as_received(srv):

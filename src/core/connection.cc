@@ -859,6 +859,7 @@ void Connection::apply(const Job::Op& op, const std::string& data) {
   switch (op.kind) {
     case Job::Op::kStart: start_response({text, op.len}, op.code, op.app_server, op.app_date); break;
     case Job::Op::kHeader: add_header({text, op.len}, {text + op.len, op.len2}); break;
+    case Job::Op::kHeaderBlock: add_header_block({text, op.len}, op.n); break;
     case Job::Op::kEnd: end_headers(op.n); break;
     case Job::Op::kCopy: write_body(text, op.len); break;
     case Job::Op::kRef: write_body_ref(op.ptr, op.len, op.release); break;
@@ -1145,14 +1146,24 @@ void Connection::add_header(std::string_view name, std::string_view value) {
 }
 
 void Connection::add_header_block(std::string_view lines, int64_t content_length) {
-  if (ex_.tunnel && content_length >= 0) {
-    // A 2xx to CONNECT drops the Content-Length (add_header does): one by one.
-    Exchange::add_header_block(lines, content_length);
+  if (logging_ && worker_.access_log()->format().uses_response_headers()) log_response_head_.append(lines);
+  if (content_length < 0) {
+    queue_copy(lines.data(), lines.size());
     return;
   }
-  if (logging_ && worker_.access_log()->format().uses_response_headers()) log_response_head_.append(lines);
-  if (content_length >= 0) ex_.declared_length = content_length;
-  queue_copy(lines.data(), lines.size());
+  if (!ex_.tunnel) {
+    ex_.declared_length = content_length;
+    queue_copy(lines.data(), lines.size());
+    return;
+  }
+  // A 2xx to CONNECT has no Content-Length (RFC 9110 9.3.6): every line but that one.
+  for (size_t at = 0; at < lines.size();) {
+    size_t eol = lines.find("\r\n", at);
+    size_t end = eol == std::string_view::npos ? lines.size() : eol + 2;
+    std::string_view line = lines.substr(at, end - at);
+    if (!(line.size() >= 15 && iequals(line.substr(0, 15), "content-length:"))) queue_copy(line.data(), line.size());
+    at = end;
+  }
 }
 
 void Connection::end_headers(int64_t known_length) {

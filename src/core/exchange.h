@@ -61,18 +61,8 @@ class Exchange {
   virtual void add_header(std::string_view name, std::string_view value) = 0;
   // Validated header lines, "Name: value\r\n" each, as add_header() would
   // have them one by one; content_length >= 0 when one of them is the
-  // Content-Length (its value, digits only), which is then enforced. The
-  // default hands them to add_header() one by one.
-  virtual void add_header_block(std::string_view lines, int64_t content_length) {
-    (void)content_length;
-    while (!lines.empty()) {
-      size_t eol = lines.find("\r\n");
-      size_t colon = lines.find(": ");
-      if (eol == std::string_view::npos || colon == std::string_view::npos || colon > eol) return;
-      add_header(lines.substr(0, colon), lines.substr(colon + 2, eol - colon - 2));
-      lines.remove_prefix(eol + 2);
-    }
-  }
+  // Content-Length (its value, digits only), which is then enforced.
+  virtual void add_header_block(std::string_view lines, int64_t content_length) = 0;
   // known_length >= 0 when the whole body length is known and no
   // Content-Length header was given (one is then added).
   virtual void end_headers(int64_t known_length) = 0;

@@ -126,6 +126,16 @@ void Job::add_header(std::string_view name, std::string_view value) {
   record(op);
 }
 
+void Job::add_header_block(std::string_view lines, int64_t content_length) {
+  std::lock_guard lock(mu_);
+  Op op{Op::kHeaderBlock};
+  op.off = data_.size();
+  op.len = lines.size();
+  op.n = content_length;
+  data_.append(lines);
+  record(op);
+}
+
 void Job::end_headers(int64_t known_length) {
   std::lock_guard lock(mu_);
   Op op{Op::kEnd};

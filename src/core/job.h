@@ -53,17 +53,18 @@ class Job final : public Exchange, public std::enable_shared_from_this<Job> {
   // bytes) lives in the data string handed out with the ops.
   struct Op {
     enum Kind : uint8_t {
-      kStart,       // start_response(data[off, off+len), code, app_server, app_date)
-      kHeader,      // add_header(data[off, off+len), data[off+len, off+len+len2))
-      kEnd,         // end_headers(n)
-      kCopy,        // write_body(data[off, off+len))
-      kRef,         // write_body_ref(ptr, len, release)
-      kFile,        // write_body_file(fd, n, len, release)
-      kFinish,      // finish_response()
-      kAbort,       // abort_response()
-      kError,       // send_error(code)
-      kFail,        // The client was too slow (send timeout): close at once.
-      kBodyFailed,  // A body read failed with status `code` (408): the connection ends after the answer.
+      kStart,        // start_response(data[off, off+len), code, app_server, app_date)
+      kHeader,       // add_header(data[off, off+len), data[off+len, off+len+len2))
+      kHeaderBlock,  // add_header_block(data[off, off+len), n)
+      kEnd,          // end_headers(n)
+      kCopy,         // write_body(data[off, off+len))
+      kRef,          // write_body_ref(ptr, len, release)
+      kFile,         // write_body_file(fd, n, len, release)
+      kFinish,       // finish_response()
+      kAbort,        // abort_response()
+      kError,        // send_error(code)
+      kFail,         // The client was too slow (send timeout): close at once.
+      kBodyFailed,   // A body read failed with status `code` (408): the connection ends after the answer.
     } kind;
     int code = 0;
     bool app_server = false;
@@ -122,6 +123,7 @@ class Job final : public Exchange, public std::enable_shared_from_this<Job> {
   uint64_t body_read_deadline() const override { return clock_.now_ms() + limits_.body_ms; }
   void start_response(std::string_view status, int code, bool app_server = false, bool app_date = false) override;
   void add_header(std::string_view name, std::string_view value) override;
+  void add_header_block(std::string_view lines, int64_t content_length) override;
   void end_headers(int64_t known_length) override;
   void write_body(const char* data, size_t len) override;
   void write_body_ref(const char* data, size_t len, Releaser release) override;
