@@ -153,16 +153,13 @@ def interleaved(plan: list[tuple[Server, Case]], repeats: int) -> list[tuple[Ser
     guests, thermal state); taking the servers in turn for each repeat spreads that drift over all
     of them, so a case's medians compare servers under the same conditions.
     """
-    cases: list[Case] = []
-    for _, case in plan:
-        if case not in cases:
-            cases.append(case)
+    cases = list(dict.fromkeys(case for _, case in plan))  # in plan order, each once
     return [
         (server, case, repeat)
         for case in cases
         for repeat in range(1, repeats + 1)
         for server, c in plan
-        if c is case
+        if c == case
     ]
 
 
